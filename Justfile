@@ -1,0 +1,33 @@
+# midigen tasks. `just --list` shows them all.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+python := env_var_or_default("PYTHON", "python3")
+
+# Install torch (CPU wheel, pinned) and midigen with its test and dev extras.
+install:
+    {{python}} -m pip install -q torch==2.13.0
+    {{python}} -m pip install -q -e ".[dev]"
+
+# Run the whole test suite on all cores.
+test: install
+    {{python}} -m pytest -n 2 -q
+
+# Train on the built-in Bach chorales for a few minutes and write new pieces you can hear.
+demo: install
+    midigen demo
+
+# Speed benchmarks: ingestion vs MidiTok, training and sampling vs bare torch loops.
+bench: install
+    {{python}} -m pip install -q miditok
+    {{python}} bench/bench_ingest.py
+    {{python}} bench/bench_train.py
+    {{python}} bench/bench_sample.py
+
+# Model quality: baselines, LSTM, GRU and a Transformer on Nottingham and JSB Chorales.
+bench-quality minutes="2": install
+    {{python}} bench/bench_quality.py --minutes {{minutes}}
+
+# Static checks.
+lint:
+    {{python}} -m pip install -q ruff
+    {{python}} -m ruff check midigen tests bench

@@ -1,0 +1,7 @@
+"""midigen: learn a folder of music with an event-token LSTM and write new MIDI."""
+
+from midigen.errors import MidigenError
+
+__version__ = "0.1.0"
+
+__all__ = ["MidigenError", "__version__"]

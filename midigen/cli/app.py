@@ -1,0 +1,68 @@
+"""The Typer app every command registers on, and the one place errors become exit codes.
+
+Library code raises MidigenError; here it becomes one red line on stderr and exit code 1,
+so no command ever shows a traceback to a musician (MIDIGEN_DEBUG=1 shows it for us).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from midigen.errors import MidigenError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one error line and leave with a non-zero exit code."""
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def print_json(obj) -> None:
+    """Print one JSON object on stdout, for scripts (`--json`)."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+class _ErrorsAsLines(TyperGroup):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MidigenError as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - the last guard before a traceback
+            if os.environ.get("MIDIGEN_DEBUG"):
+                raise
+            import click
+
+            if isinstance(e, click.ClickException):
+                raise
+            fail(f"internal error ({type(e).__name__}: {e}); rerun with MIDIGEN_DEBUG=1 "
+                 "for details", 2)
+
+
+app = typer.Typer(
+    cls=_ErrorsAsLines,
+    help="midigen: point it at a folder of music, get new music out.\n\n"
+    "Scores (MIDI, MusicXML, kern, ABC) become lines of event symbols; a stacked LSTM learns "
+    "them and writes new MIDI. With no corpus given, the Bach chorales bundled with music21 "
+    "are used.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)

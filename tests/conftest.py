@@ -1,0 +1,28 @@
+"""Shared fixtures: where the real corpora are, and a cache dir per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+
+
+@pytest.fixture(scope="session")
+def shared_corpora() -> Path:
+    """../shared/corpora beside the checkout; tests that need real music skip without it."""
+    if not SHARED_CORPORA.is_dir():
+        pytest.skip(f"real corpora not found at {SHARED_CORPORA} (../shared/corpora beside the checkout)")
+    return SHARED_CORPORA
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep the token cache of tests out of the user's ~/.cache."""
+    monkeypatch.setenv("MIDIGEN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
