@@ -1,0 +1,367 @@
+"""Files <-> notes: the only module that touches symusic and music21.
+
+MIDI is read with symusic (a C++ reader, ~100x faster than pretty_midi) because corpora hold
+tens of thousands of files. MusicXML, kern and ABC go through music21, which renders them to
+MIDI bytes that then take the same path, so every format ends up with identical semantics:
+
+- times are computed from ticks with our own float64 tempo map (tempos clamped to a sane
+  range, so a corrupt tempo of 0 cannot collapse or explode a piece);
+- the sustain pedal (CC64 >= 64) extends a note released while the pedal is down until the
+  pedal lifts, or until the same pitch is struck again on that track if that comes first;
+- notes that end where they start (zero length, even after the pedal) are dropped, as
+  pretty_midi does: they make no sound on a pitched instrument;
+- drums are the notes on MIDI channel 10; their program is stored as 0.
+
+Every failure is a MidigenError whose message is a short reason ("empty file", "no notes",
+"corrupt MIDI: truncated") so that a corpus summary can group files by it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import symusic
+
+from midigen.errors import MidigenError
+from midigen.events import NOTE_DTYPE, Piece, sort_notes
+
+MIDI_SUFFIXES = (".mid", ".midi", ".rmi", ".kar")
+MUSIC21_SUFFIXES = (".musicxml", ".mxl", ".xml", ".krn", ".abc")
+SCORE_SUFFIXES = MIDI_SUFFIXES + MUSIC21_SUFFIXES
+
+MAX_FILE_MB = 64  # larger "MIDI" files are almost always something else
+MAX_PIECE_HOURS = 12.0  # a longer piece means a broken tempo map, not music
+MIN_BPM, MAX_BPM = 1.0, 6000.0  # clamp for tempo events, MIDI allows 3.6 bpm .. infinity
+SUSTAIN_CC = 64
+
+
+def read_score(path: str | os.PathLike, sustain_pedal: bool = True) -> list[Piece]:
+    """The pieces of one score file (one per tune for multi-tune ABC), notes in seconds.
+
+    The format is recognised by content, falling back on the suffix, so MusicXML saved as
+    `.mid` is still read. `sustain_pedal=False` keeps the written note ends. Raises MidigenError with a short reason on anything unreadable.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise MidigenError(f"cannot open file ({e.strerror or e})") from None
+    if size == 0:
+        raise MidigenError("empty file")
+    if size > MAX_FILE_MB * 1024 * 1024:
+        raise MidigenError(f"too large (> {MAX_FILE_MB} MB)")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise MidigenError(f"cannot open file ({e.strerror or e})") from None
+
+    kind = detect_format(data, path.suffix)
+    if kind == "midi":
+        return [midi_bytes_to_piece(_strip_rmid(data), path.stem, sustain_pedal)]
+    if kind in ("musicxml", "mxl", "kern", "abc"):
+        return _read_with_music21(path, data, kind, sustain_pedal)
+    if path.suffix.lower() in MIDI_SUFFIXES:
+        raise MidigenError("not a MIDI file")
+    raise MidigenError(f"unsupported file type {path.suffix.lower() or '(no suffix)'}")
+
+
+def detect_format(data: bytes, suffix: str = "") -> str:
+    """'midi', 'musicxml', 'mxl', 'kern', 'abc' or 'unknown', from the bytes first."""
+    if data[:4] == b"MThd":
+        return "midi"
+    if data[:4] == b"RIFF" and data[8:12] == b"RMID":
+        return "midi"
+    if data[:4] == b"PK\x03\x04":  # zip: compressed MusicXML
+        return "mxl"
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith((b"<?xml", b"<score-partwise", b"<score-timewise", b"<!DOCTYPE score")):
+        return "musicxml" if (b"<score-" in data[:20000] or suffix.lower() != ".mid") else "unknown"
+    if b"**kern" in head:
+        return "kern"
+    if re.search(rb"(?m)^X:\s*\d*\s*$", head):
+        return "abc"
+    suffix = suffix.lower()
+    if suffix in (".musicxml", ".xml"):
+        return "musicxml"
+    return {".mxl": "mxl", ".krn": "kern", ".abc": "abc"}.get(suffix, "unknown")
+
+
+def _strip_rmid(data: bytes) -> bytes:
+    """The standard MIDI file inside a RIFF RMID wrapper (or the data unchanged)."""
+    if data[:4] == b"RIFF":
+        start = data.find(b"MThd")
+        if start < 0:
+            raise MidigenError("corrupt MIDI: RIFF file without MIDI data")
+        return data[start:]
+    return data
+
+
+_SYMUSIC_REASONS = (
+    ("less than 14", "truncated"),
+    ("Invalid chunk length", "truncated"),
+    ("Unexpected EOF", "truncated"),
+    ("not MThd", "bad header"),
+    ("first chunk length", "bad header"),
+    ("status", "bad event byte"),
+    ("Get ", "value out of range"),
+)
+
+
+def _short_reason(message: str) -> str:
+    """symusic's message reduced to a few words without numbers, so reasons group."""
+    for needle, reason in _SYMUSIC_REASONS:
+        if needle in message:
+            return reason
+    message = message.replace("MiniMidi: ", "").replace(": iostream error", "")
+    return re.sub(r"\d+", "N", message)[:60]
+
+
+def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> Piece:
+    """One Piece from standard MIDI file bytes (see the module docstring for the rules)."""
+    try:
+        score = symusic.Score.from_midi(data)
+    except Exception as e:  # noqa: BLE001 - symusic raises RuntimeError with C++ text
+        raise MidigenError(f"corrupt MIDI: {_short_reason(str(e))}") from None
+
+    tpq = score.ticks_per_quarter
+    if tpq <= 0:
+        raise MidigenError("corrupt MIDI: bad header")
+    ticks_to_s, first_bpm = _tempo_map(score.tempos.numpy(), tpq)
+
+    columns = []
+    for track in score.tracks:
+        arrays = track.notes.numpy()
+        if len(arrays["time"]) == 0:
+            continue
+        start = arrays["time"].astype(np.int64)
+        end = start + arrays["duration"].astype(np.int64)
+        pitch = arrays["pitch"].astype(np.int16)
+        pedals = track.pedals.numpy() if sustain_pedal and not track.is_drum else None
+        if pedals is not None and len(pedals["time"]):
+            pedal_start = pedals["time"].astype(np.int64)
+            end = apply_sustain(start, end, pitch, pedal_start,
+                                pedal_start + pedals["duration"].astype(np.int64))
+        notes = np.zeros(len(start), dtype=NOTE_DTYPE)
+        notes["start_s"] = ticks_to_s(start)
+        notes["end_s"] = ticks_to_s(end)
+        notes["pitch"] = pitch
+        notes["velocity"] = arrays["velocity"]
+        notes["program"] = 0 if track.is_drum else track.program
+        notes["is_drum"] = track.is_drum
+        columns.append(notes)
+
+    if not columns:
+        raise MidigenError("no notes")
+    notes = np.concatenate(columns)
+    sounding = (notes["end_s"] > notes["start_s"]) & (notes["velocity"] > 0)
+    dropped = int(len(notes) - sounding.sum())
+    notes = notes[sounding]
+    if len(notes) == 0:
+        raise MidigenError("no notes")
+    if notes["end_s"].max() > MAX_PIECE_HOURS * 3600:
+        raise MidigenError(f"too long (> {MAX_PIECE_HOURS:g} hours; broken tempo?)")
+
+    signatures = score.time_signatures.numpy()
+    time_signature = (4, 4)
+    if len(signatures["time"]):
+        time_signature = (int(signatures["numerator"][0]), int(signatures["denominator"][0]))
+    return Piece(name=name, notes=sort_notes(notes), tempo_bpm=first_bpm,
+                 time_signature=time_signature, meta={"dropped_zero_length": dropped})
+
+
+def _tempo_map(tempos: dict, tpq: int):
+    """A vectorised ticks -> seconds function (float64) and the first tempo in bpm."""
+    times = tempos["time"].astype(np.int64)
+    mspq = tempos["mspq"].astype(np.float64)
+    order = np.argsort(times, kind="stable")
+    times, mspq = times[order], mspq[order]
+    mspq = np.clip(mspq, 60e6 / MAX_BPM, 60e6 / MIN_BPM)
+    if len(times) == 0 or times[0] > 0:  # MIDI's default tempo holds until the first change
+        times = np.concatenate([[0], times])
+        mspq = np.concatenate([[500_000.0], mspq])
+    # At equal ticks the last tempo wins.
+    keep = np.append(times[1:] != times[:-1], True)
+    times, mspq = times[keep], mspq[keep]
+    seconds_per_tick = mspq / 1e6 / tpq
+    seconds_at = np.concatenate([[0.0], np.cumsum(np.diff(times) * seconds_per_tick[:-1])])
+    first_bpm = float(60e6 / mspq[0])
+
+    def ticks_to_s(ticks: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(times, ticks, side="right") - 1
+        return seconds_at[i] + (ticks - times[i]) * seconds_per_tick[i]
+
+    return ticks_to_s, first_bpm
+
+
+def apply_sustain(start: np.ndarray, end: np.ndarray, pitch: np.ndarray,
+                  pedal_start: np.ndarray, pedal_end: np.ndarray) -> np.ndarray:
+    """Note ends as a pianist hears them with the sustain pedal (any time unit).
+
+    A note released while the pedal is down (pedal_start <= end < pedal_end) keeps sounding
+    until the pedal lifts, or until the next onset of the same pitch if that is earlier.
+    Notes are never shortened.
+    """
+    order = np.argsort(pedal_start, kind="stable")
+    pedal_start, pedal_end = pedal_start[order], pedal_end[order]
+    i = np.searchsorted(pedal_start, end, side="right") - 1
+    held = (i >= 0) & (end < pedal_end[np.maximum(i, 0)])
+    if not held.any():
+        return end
+    lifted = np.where(held, pedal_end[np.maximum(i, 0)], end)
+
+    # Next onset of the same pitch: sort by (pitch, start) and look one ahead.
+    by_pitch = np.lexsort((start, pitch))
+    next_onset = np.full(len(start), np.iinfo(np.int64).max, dtype=np.int64)
+    same = pitch[by_pitch][1:] == pitch[by_pitch][:-1]
+    following = start[by_pitch][1:].astype(np.int64)
+    next_onset[by_pitch[:-1][same]] = following[same]
+    return np.maximum(end, np.minimum(lifted, next_onset))
+
+
+def _read_with_music21(path: Path, data: bytes, kind: str,
+                       sustain_pedal: bool = True) -> list[Piece]:
+    """Pieces of a MusicXML / kern / ABC file, via music21 and the MIDI reader."""
+    import music21
+
+    try:
+        if kind == "mxl" or path.suffix.lower() in (".mxl",):
+            parsed = music21.converter.parse(str(path), format="musicxml")
+        else:
+            text = data.decode("utf-8", errors="replace")
+            fmt = {"musicxml": "musicxml", "kern": "humdrum", "abc": "abc"}[kind]
+            parsed = music21.converter.parse(text, format=fmt)
+    except Exception as e:  # noqa: BLE001 - music21 raises many kinds
+        raise MidigenError(f"unreadable {_KIND_NAMES[kind]} ({type(e).__name__})") from None
+
+    if isinstance(parsed, music21.stream.Opus):
+        scores = list(parsed.scores)
+        names = []
+        for k, score in enumerate(scores, start=1):
+            number = getattr(score.metadata, "number", None) if score.metadata else None
+            names.append(f"{path.stem}#{number or k}")
+    else:
+        scores, names = [parsed], [path.stem]
+
+    pieces, reasons = [], []
+    for score, name in zip(scores, names):
+        try:
+            midi_file = music21.midi.translate.music21ObjectToMidiFile(score)
+            pieces.append(midi_bytes_to_piece(midi_file.writestr(), name, sustain_pedal))
+        except MidigenError as e:
+            reasons.append(str(e))
+        except Exception as e:  # noqa: BLE001
+            reasons.append(f"unreadable {_KIND_NAMES[kind]} ({type(e).__name__})")
+    if not pieces:
+        raise MidigenError(reasons[0] if reasons else "no notes")
+    return pieces
+
+
+_KIND_NAMES = {"musicxml": "MusicXML", "mxl": "MusicXML", "kern": "kern", "abc": "ABC"}
+
+
+def read_midi_notes(path: str | os.PathLike) -> np.ndarray:
+    """All notes of any MIDI file as one NOTE_DTYPE array (seconds, pedal applied)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise MidigenError(f"cannot open {path.name} ({e.strerror or e})") from None
+    if not data:
+        raise MidigenError("empty file")
+    if detect_format(data, path.suffix) != "midi":
+        raise MidigenError("not a MIDI file")
+    return midi_bytes_to_piece(_strip_rmid(data), path.stem).notes
+
+
+def instrument_name(program: int, is_drum: bool = False) -> str:
+    """The General MIDI name of a program (0..127), or 'Drums'."""
+    if is_drum:
+        return "Drums"
+    return GM_PROGRAM_NAMES[int(program) & 127]
+
+
+def write_midi(notes: np.ndarray, path: str | os.PathLike, tempo_bpm: float = 120.0,
+               ticks_per_quarter: int = 480) -> None:
+    """A type-1 MIDI file: one track per instrument, GM program changes, drums on channel 10.
+
+    Times are seconds; they land on a grid of `ticks_per_quarter` at `tempo_bpm`. Every note
+    lasts at least one tick so no reader drops it. Written to a temporary name then renamed.
+    """
+    path = Path(path)
+    tempo_bpm = float(np.clip(tempo_bpm, MIN_BPM, MAX_BPM))
+    ticks_per_s = ticks_per_quarter * tempo_bpm / 60.0
+    score = symusic.Score(ticks_per_quarter)
+    score.tempos.append(symusic.Tempo(0, tempo_bpm))
+    if len(notes):
+        start = np.round(np.maximum(notes["start_s"], 0.0) * ticks_per_s).astype(np.int64)
+        end = np.round(np.maximum(notes["end_s"], 0.0) * ticks_per_s).astype(np.int64)
+        duration = np.maximum(end - start, 1)
+        pitch = np.clip(notes["pitch"], 0, 127)
+        velocity = np.clip(notes["velocity"], 1, 127)
+        program = np.where(notes["is_drum"], 0, np.clip(notes["program"], 0, 127))
+        keys = sorted({(bool(d), int(p)) for d, p in zip(notes["is_drum"], program)})
+        for is_drum, prog in keys:
+            sel = (notes["is_drum"] == is_drum) & (program == prog)
+            order = np.lexsort((pitch[sel], start[sel]))
+            track = symusic.Track(name=instrument_name(prog, is_drum), program=prog,
+                                  is_drum=is_drum)
+            track.notes.extend(symusic.Note.from_numpy(
+                start[sel][order].astype(np.int32), duration[sel][order].astype(np.int32),
+                pitch[sel][order].astype(np.int8), velocity[sel][order].astype(np.int8)))
+            score.tracks.append(track)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(score.dumps_midi())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise MidigenError(f"cannot write {path} ({e.strerror or e})") from None
+
+
+GM_PROGRAM_NAMES = (
+    "Acoustic Grand Piano", "Bright Acoustic Piano", "Electric Grand Piano", "Honky-tonk Piano",
+    "Electric Piano 1", "Electric Piano 2", "Harpsichord", "Clavinet", "Celesta", "Glockenspiel",
+    "Music Box", "Vibraphone", "Marimba", "Xylophone", "Tubular Bells", "Dulcimer",
+    "Drawbar Organ", "Percussive Organ", "Rock Organ", "Church Organ", "Reed Organ",
+    "Accordion", "Harmonica", "Tango Accordion", "Acoustic Guitar (nylon)",
+    "Acoustic Guitar (steel)", "Electric Guitar (jazz)", "Electric Guitar (clean)",
+    "Electric Guitar (muted)", "Overdriven Guitar", "Distortion Guitar", "Guitar Harmonics",
+    "Acoustic Bass", "Electric Bass (finger)", "Electric Bass (pick)", "Fretless Bass",
+    "Slap Bass 1", "Slap Bass 2", "Synth Bass 1", "Synth Bass 2", "Violin", "Viola", "Cello",
+    "Contrabass", "Tremolo Strings", "Pizzicato Strings", "Orchestral Harp", "Timpani",
+    "String Ensemble 1", "String Ensemble 2", "Synth Strings 1", "Synth Strings 2",
+    "Choir Aahs", "Voice Oohs", "Synth Choir", "Orchestra Hit", "Trumpet", "Trombone", "Tuba",
+    "Muted Trumpet", "French Horn", "Brass Section", "Synth Brass 1", "Synth Brass 2",
+    "Soprano Sax", "Alto Sax", "Tenor Sax", "Baritone Sax", "Oboe", "English Horn", "Bassoon",
+    "Clarinet", "Piccolo", "Flute", "Recorder", "Pan Flute", "Blown Bottle", "Shakuhachi",
+    "Whistle", "Ocarina", "Lead 1 (square)", "Lead 2 (sawtooth)", "Lead 3 (calliope)",
+    "Lead 4 (chiff)", "Lead 5 (charang)", "Lead 6 (voice)", "Lead 7 (fifths)",
+    "Lead 8 (bass + lead)", "Pad 1 (new age)", "Pad 2 (warm)", "Pad 3 (polysynth)",
+    "Pad 4 (choir)", "Pad 5 (bowed)", "Pad 6 (metallic)", "Pad 7 (halo)", "Pad 8 (sweep)",
+    "FX 1 (rain)", "FX 2 (soundtrack)", "FX 3 (crystal)", "FX 4 (atmosphere)",
+    "FX 5 (brightness)", "FX 6 (goblins)", "FX 7 (echoes)", "FX 8 (sci-fi)", "Sitar", "Banjo",
+    "Shamisen", "Koto", "Kalimba", "Bag pipe", "Fiddle", "Shanai", "Tinkle Bell", "Agogo",
+    "Steel Drums", "Woodblock", "Taiko Drum", "Melodic Tom", "Synth Drum", "Reverse Cymbal",
+    "Guitar Fret Noise", "Breath Noise", "Seashore", "Bird Tweet", "Telephone Ring",
+    "Helicopter", "Applause", "Gunshot",
+)
+
+
+def builtin_chorale_names() -> list[str]:
+    """music21's names of the Bach chorales it bundles (Riemenschneider order, ~370)."""
+    from music21 import corpus
+
+    return list(corpus.chorales.Iterator(returnType="filename"))
+
+
+def write_builtin_chorale(name: str, folder: str | os.PathLike) -> Path:
+    """Convert one of music21's bundled chorales (e.g. 'bach/bwv269') to folder/bwv269.mid."""
+    import music21
+
+    score = music21.corpus.parse(name)
+    target = Path(folder) / f"{name.rsplit('/', 1)[-1]}.mid"
+    target.write_bytes(music21.midi.translate.music21ObjectToMidiFile(score).writestr())
+    return target

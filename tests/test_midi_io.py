@@ -1,0 +1,216 @@
+"""The score reader and MIDI writer: real files against pretty_midi, and every kind of bad file."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+import score_files as sf
+
+from midigen.errors import MidigenError
+from midigen.events import NOTE_DTYPE, Note, notes_to_array, sort_notes
+from midigen.midi_io import apply_sustain, detect_format, read_midi_notes, read_score, write_midi
+
+
+def pretty_midi_notes(path) -> np.ndarray:
+    import pretty_midi
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm = pretty_midi.PrettyMIDI(str(path))
+    rows = [(n.start, n.end, n.pitch, n.velocity, 0 if i.is_drum else i.program, i.is_drum)
+            for i in pm.instruments for n in i.notes]
+    return sort_notes(np.array(rows, dtype=NOTE_DTYPE))
+
+
+def overlapping_restrikes(notes: np.ndarray) -> np.ndarray:
+    """Notes whose pitch is struck again (same instrument) before they end."""
+    order = np.lexsort((notes["start_s"], notes["pitch"], notes["program"], notes["is_drum"]))
+    n = notes[order]
+    same = ((n["pitch"][1:] == n["pitch"][:-1]) & (n["program"][1:] == n["program"][:-1])
+            & (n["is_drum"][1:] == n["is_drum"][:-1]))
+    hit = np.zeros(len(n), dtype=bool)
+    hit[:-1] = same & (n["start_s"][1:] < n["end_s"][:-1])
+    result = np.zeros(len(n), dtype=bool)
+    result[order] = hit
+    return result
+
+
+def test_real_files_agree_with_pretty_midi(shared_corpora):
+    """Without the pedal, notes equal pretty_midi's; only overlapping re-strikes of one pitch
+    may pair note-offs differently (symusic closes the oldest note, pretty_midi all of them)."""
+    files = sorted((shared_corpora / "nottingham" / "MIDI").glob("*.mid"))[::25]
+    files += sorted((shared_corpora / "pop909" / "POP909").glob("*/*.mid"))[::40]
+    assert len(files) > 50
+    exact_files = total = differing = 0
+    for path in files:
+        ours = read_score(path, sustain_pedal=False)[0].notes
+        ref = pretty_midi_notes(path)
+        assert len(ours) == len(ref), path
+        key = lambda a: np.lexsort((a["start_s"].round(6), a["pitch"], a["program"]))
+        o, r = ours[key(ours)], ref[key(ref)]
+        for field in ("pitch", "velocity", "program", "is_drum"):
+            assert np.array_equal(o[field], r[field]), (path, field)
+        np.testing.assert_allclose(o["start_s"], r["start_s"], atol=1e-6)
+        bad_end = np.abs(o["end_s"] - r["end_s"]) > 1e-6
+        assert not (bad_end & ~overlapping_restrikes(r)).any(), path
+        exact_files += not bad_end.any()
+        total += len(ours)
+        differing += int(bad_end.sum())
+    assert exact_files >= 0.9 * len(files)
+    assert differing <= 0.01 * total
+
+
+def test_sustain_pedal_extends_notes(tmp_path):
+    # 120 bpm, 480 tpq: 480 ticks = 0.5 s. Pedal down 0..1.5 s (value 70 still counts as down).
+    messages = [sf.cc(64, 100), sf.on(60), sf.off(60, 240),  # released at 0.25 s, pedal down
+                sf.on(62), sf.off(62, 120),                    # released at 0.375 s
+                sf.on(60, 120), sf.off(60, 120),               # 60 again at 0.5 s: cuts the first
+                sf.cc(64, 70, 240), sf.cc(64, 10, 600),        # pedal up at 1.5 s
+                sf.on(64, 240), sf.off(64, 240)]               # after the pedal: unchanged
+    path = sf.write_mido(tmp_path / "pedal.mid", [messages])
+    got = {(int(n["pitch"]), round(float(n["start_s"]), 3)): round(float(n["end_s"]), 3)
+           for n in read_score(path)[0].notes}
+    assert got == {(60, 0.0): 0.5, (62, 0.25): 1.5, (60, 0.5): 1.5, (64, 1.75): 2.0}
+    plain = {(int(n["pitch"]), round(float(n["start_s"]), 3)): round(float(n["end_s"]), 3)
+             for n in read_score(path, sustain_pedal=False)[0].notes}
+    assert plain == {(60, 0.0): 0.25, (62, 0.25): 0.375, (60, 0.5): 0.625, (64, 1.75): 2.0}
+
+
+def test_apply_sustain_never_shortens():
+    rng = np.random.default_rng(1)
+    start = np.sort(rng.integers(0, 1000, 300))
+    end = start + rng.integers(1, 200, 300)
+    pitch = rng.integers(60, 64, 300)
+    pedal_start = np.array([100, 500])
+    new_end = apply_sustain(start, end, pitch, pedal_start, pedal_start + 150)
+    assert (new_end >= end).all()
+    assert (new_end > end).any()
+
+
+def test_drums_and_programs_kept(tmp_path):
+    notes = read_score(sf.band(tmp_path / "band.mid"))[0].notes
+    instruments = {(bool(n["is_drum"]), int(n["program"])) for n in notes}
+    assert instruments == {(False, 0), (False, 33), (True, 0)}
+    drums = notes[notes["is_drum"]]
+    assert sorted(drums["pitch"].tolist()) == [36, 38]
+    bass = notes[notes["program"] == 33]
+    assert bass["pitch"].tolist() == [36] and bass["end_s"][0] == pytest.approx(1.0)
+
+
+def test_tempo_and_time_signature(tmp_path):
+    piece = read_score(sf.melody(tmp_path / "m.mid"))[0]
+    assert piece.tempo_bpm == pytest.approx(120.0)
+    assert piece.time_signature == (3, 4)
+    assert piece.notes["start_s"].tolist() == pytest.approx([0, 0.5, 1.0, 1.5, 2.0])
+
+
+def test_write_then_read_keeps_notes(tmp_path):
+    notes = notes_to_array([
+        Note(60, 100, 0.0, 0.5), Note(64, 90, 0.5, 1.25, program=40),
+        Note(36, 120, 0.25, 0.3, is_drum=True), Note(67, 30, 1.0, 1.0004),  # shorter than a tick
+    ])
+    path = tmp_path / "w.mid"
+    write_midi(notes, path, tempo_bpm=120)
+    back = read_midi_notes(path)
+    assert len(back) == 4
+    np.testing.assert_array_equal(back["pitch"], notes["pitch"])
+    np.testing.assert_array_equal(back["program"], notes["program"])
+    np.testing.assert_array_equal(back["is_drum"], notes["is_drum"])
+    np.testing.assert_allclose(back["start_s"], notes["start_s"], atol=1.1e-3)
+    assert (back["end_s"] > back["start_s"]).all()
+    # Other readers open it too: pretty_midi sees three instruments, drums on channel 10.
+    ref = pretty_midi_notes(path)
+    assert len(ref) == 4 and ref["is_drum"].sum() == 1
+    import music21
+
+    parsed = music21.converter.parse(str(path))
+    assert len(parsed.flatten().notes) >= 3
+
+
+def test_long_file_with_huge_ticks_is_read(tmp_path):
+    path = sf.long_ticks(tmp_path / "long.mid")
+    import pretty_midi
+
+    with pytest.raises(ValueError):
+        pretty_midi.PrettyMIDI(str(path))
+    notes = read_score(path)[0].notes
+    assert len(notes) == 12
+    # 960 tpq at 120 bpm: 1,000,480 ticks per note = 521.08 s
+    assert notes["start_s"][-1] == pytest.approx(11 * 1_000_480 / 1920)
+
+
+def test_musicxml_named_mid_is_read_as_musicxml(tmp_path):
+    path = tmp_path / "score.mid"
+    path.write_text(sf.musicxml_text())
+    assert detect_format(path.read_bytes(), ".mid") == "musicxml"
+    notes = read_score(path)[0].notes
+    assert notes["pitch"].tolist() == [60, 64]
+    assert notes["end_s"][1] - notes["start_s"][1] == pytest.approx(2 * notes["end_s"][0])
+
+
+def test_abc_file_with_several_tunes(tmp_path):
+    path = tmp_path / "tunes.abc"
+    path.write_text(sf.ABC_THREE_TUNES)
+    pieces = read_score(path)
+    assert [p.name for p in pieces] == ["tunes#1", "tunes#2", "tunes#7"]
+    assert [len(p.notes) for p in pieces] == [9, 6, 4]
+    assert pieces[1].time_signature == (3, 4)
+
+
+def test_kern(tmp_path):
+    path = tmp_path / "two.krn"
+    path.write_text(sf.KERN_TWO_SPINES)
+    notes = read_score(path)[0].notes
+    assert sorted(notes["pitch"].tolist()) == [48, 50, 52, 60, 62, 64]
+
+
+def test_absurd_tempos_are_clamped(tmp_path):
+    fast = read_score(sf.absurd_tempo(tmp_path / "zero.mid", tempo=0))[0]
+    assert fast.tempo_bpm == pytest.approx(6000)
+    assert (fast.notes["end_s"] > fast.notes["start_s"]).all()
+    slow = read_score(sf.absurd_tempo(tmp_path / "slow.mid", tempo=16_777_215))[0]
+    assert slow.duration_s < 12 * 3600
+
+
+def test_zero_length_notes_are_dropped(tmp_path):
+    path = sf.write_mido(tmp_path / "z.mid", [[sf.on(60), sf.off(60, 0), sf.on(62), sf.off(62, 10)]])
+    piece = read_score(path)[0]
+    assert piece.notes["pitch"].tolist() == [62]
+    assert piece.meta["dropped_zero_length"] == 1
+
+
+def test_many_notes(tmp_path):
+    notes = read_score(sf.many_notes(tmp_path / "huge.mid"))[0].notes
+    assert len(notes) == 200_000
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda p: p.write_bytes(b""), "empty file"),
+    (sf.truncated, "corrupt MIDI: truncated"),
+    (lambda p: p.write_bytes(np.random.default_rng(3).bytes(500)), "not a MIDI file"),
+    (lambda p: p.write_bytes(b"MThd" + np.random.default_rng(3).bytes(500)),
+     "corrupt MIDI: bad header"),
+    (sf.header_only, "no notes"),
+    (sf.no_notes, "no notes"),
+])
+def test_bad_files_give_short_reasons(tmp_path, make, reason):
+    path = tmp_path / "bad.mid"
+    make(path)
+    with pytest.raises(MidigenError) as e:
+        read_score(path)
+    assert str(e.value) == reason
+
+
+def test_unsupported_suffix_and_missing_file(tmp_path):
+    other = tmp_path / "song.xyz"
+    other.write_text("hello")
+    with pytest.raises(MidigenError, match=r"^unsupported file type \.xyz$"):
+        read_score(other)
+    with pytest.raises(MidigenError, match="cannot open"):
+        read_score(tmp_path / "missing.mid")
