@@ -1,0 +1,125 @@
+"""Training tokens/s of the real `midigen.train` loop vs a bare nn.LSTM training step.
+
+The bare step is the floor of what any loop can do: one pre-built batch already on the device,
+embedding -> nn.LSTM -> linear -> cross-entropy -> backward -> clip -> AdamW, no data, no
+logging. The loop is `midigen.train.train` itself on a synthetic corpus (random windows,
+transposition on, periodic loss logging), timed by the loop over its training steps only
+(evaluation and checkpoint writes excluded, as they are not per-token costs). Both run the
+same sizes on the same device in this process, alternating, and the best of `--repeats` counts.
+
+Goal: loop / bare >= 0.9 (the data pipeline never starves the model).
+
+    python bench/bench_train.py                 # CPU: 2 x 256, batch 32 x 128
+    python bench/bench_train.py --device cuda   # GPU: 3 x 512, batch 256 x 256, bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from midigen.device import autocast, pick_device
+from midigen.model import ModelConfig
+from midigen.tokenizer import TokenizerConfig, vocabulary
+from midigen.train import TrainConfig, train
+
+
+@dataclass
+class Piece:
+    name: str
+    file: str
+    ids: np.ndarray
+    duration_s: float
+
+
+def bare_tokens_per_s(model_config, batch, seq_len, steps, device) -> float:
+    V = model_config.vocab_size
+    embed = nn.Embedding(V, model_config.embed_dim).to(device)
+    lstm = nn.LSTM(model_config.embed_dim, model_config.hidden, model_config.layers,
+                   batch_first=True, dropout=model_config.dropout).to(device)
+    head = nn.Linear(model_config.hidden, V).to(device)
+    params = [*embed.parameters(), *lstm.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-3, fused=True if device.type == "cuda" else None)
+    x = torch.randint(0, V, (batch, seq_len), device=device)
+    y = torch.randint(0, V, (batch, seq_len), device=device)
+
+    def step():
+        with autocast(device):
+            logits, _ = lstm(embed(x))
+            loss = F.cross_entropy(head(logits).reshape(-1, V), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    for _ in range(3):
+        step()
+    _sync(device)
+    began = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return steps * batch * seq_len / (time.perf_counter() - began)
+
+
+def loop_tokens_per_s(model_config, tok, batch, seq_len, steps, device) -> float:
+    rng = np.random.default_rng(0)
+    size = max(4 * batch * seq_len, 20_000)
+    pieces = [Piece(f"p{i}", f"f{i}", rng.integers(2, 200, size).astype(np.uint16), 60.0)
+              for i in range(10)]
+    config = TrainConfig(seq_len=seq_len, batch_size=batch, steps=steps + 3, eval_every=10**9,
+                         log_every=10, transpose=3, device=device.type)
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = train(pieces, tok, model_config, config, run_dir)
+    return result.tokens_per_s
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--layers", type=int)
+    parser.add_argument("--hidden", type=int)
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--seq-len", type=int)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    gpu = device.type == "cuda"
+    layers = args.layers or (3 if gpu else 2)
+    hidden = args.hidden or (512 if gpu else 256)
+    batch = args.batch or (256 if gpu else 32)
+    seq_len = args.seq_len or (256 if gpu else 128)
+    steps = args.steps or (200 if gpu else 20)
+    tok = TokenizerConfig()
+    mc = ModelConfig(vocabulary(tok).size, embed_dim=hidden // 2 if gpu else 64, hidden=hidden,
+                     layers=layers, dropout=0.1)
+    bare, loop = [], []
+    for _ in range(args.repeats):
+        bare.append(bare_tokens_per_s(mc, batch, seq_len, steps, device))
+        loop.append(loop_tokens_per_s(mc, tok, batch, seq_len, steps, device))
+    result = {"device": str(device) + (f" ({torch.cuda.get_device_name()})" if gpu else
+                                       f" ({torch.get_num_threads()} threads)"),
+              "model": f"{layers} x {hidden} {mc.cell}, embed {mc.embed_dim}",
+              "batch": f"{batch} x {seq_len}", "steps": steps,
+              "bare_tokens_per_s": round(max(bare)), "loop_tokens_per_s": round(max(loop)),
+              "ratio": round(max(loop) / max(bare), 3), "goal": 0.9,
+              "all_bare": [round(b) for b in bare], "all_loop": [round(v) for v in loop]}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
