@@ -1,0 +1,139 @@
+"""`midigen sample`: new MIDI pieces from a trained model.
+
+Thin on purpose: declare the options, call `midigen.sample.sample_to_files`, print a table.
+torch is imported inside the command so `midigen --help` and other commands start fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from midigen.cli.app import app, out, print_json
+from midigen.errors import MidigenError
+
+_SAMPLING = "Sampling"
+_LENGTH = "Length"
+_OUTPUT = "Output"
+
+
+# Checks raise MidigenError, which app.py turns into one line and exit 1.
+def _positive(name: str):
+    def check(value):
+        if value is not None and not value > 0:
+            raise MidigenError(f"{name} must be above 0 (got {value})")
+        return value
+    return check
+
+
+def _top_p(value):
+    if value is not None and not 0.0 < value <= 1.0:
+        raise MidigenError(f"--top-p must be in (0, 1] (got {value})")
+    return value
+
+
+@app.command()
+def sample(
+    checkpoint: Annotated[Path | None, typer.Option(
+        "--checkpoint", "-c", help="Checkpoint file, or a run folder (its best). "
+        "Default: best of the newest run under checkpoints/.")] = None,
+    temperature: Annotated[float, typer.Option(
+        "--temperature", "-t", callback=_positive("--temperature"), rich_help_panel=_SAMPLING,
+        help="Above 0. Lower is more conservative and repetitive, higher more adventurous; "
+        "1.0 samples the model as trained.")] = 1.0,
+    top_k: Annotated[int | None, typer.Option(
+        "--top-k", min=1, rich_help_panel=_SAMPLING,
+        help="Draw only from the K most likely next events.")] = None,
+    top_p: Annotated[float | None, typer.Option(
+        "--top-p", callback=_top_p, rich_help_panel=_SAMPLING,
+        help="Draw only from the most likely events that together hold this probability "
+        "(nucleus sampling), in (0, 1].")] = None,
+    num: Annotated[int, typer.Option(
+        "--num", "-n", min=1, rich_help_panel=_SAMPLING,
+        help="How many pieces (sampled together as one batch).")] = 1,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", min=0, rich_help_panel=_SAMPLING,
+        help="Same seed and options give byte-identical files. Default: a fresh one, "
+        "printed at the end.")] = None,
+    max_events: Annotated[int | None, typer.Option(
+        "--max-events", min=1, rich_help_panel=_LENGTH,
+        help="Stop a piece after this many new events (default 2000 when --seconds is "
+        "not given).")] = None,
+    seconds: Annotated[float | None, typer.Option(
+        "--seconds", callback=_positive("--seconds"), rich_help_panel=_LENGTH,
+        help="Stop a piece after this many seconds of new music.")] = None,
+    primer: Annotated[Path | None, typer.Option(
+        "--primer", exists=True, dir_okay=False, rich_help_panel=_LENGTH,
+        help="Continue the opening of this score (MIDI, MusicXML, ABC, ...).")] = None,
+    primer_seconds: Annotated[float | None, typer.Option(
+        "--primer-seconds", callback=_positive("--primer-seconds"), rich_help_panel=_LENGTH,
+        help="How much of the primer's opening to keep (default: all of it).")] = None,
+    out_dir: Annotated[Path, typer.Option(
+        "--out", "-o", file_okay=False, rich_help_panel=_OUTPUT,
+        help="Folder for the MIDI files (sample-001.mid, ...).")] = Path("samples"),
+    force: Annotated[bool, typer.Option(
+        "--force", rich_help_panel=_OUTPUT,
+        help="Number files from 001, overwriting; without it the next free numbers are used.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", rich_help_panel=_OUTPUT, help="Print the files written as JSON.")] = False,
+    render: Annotated[bool, typer.Option(
+        "--render", rich_help_panel=_OUTPUT,
+        help="Also render each piece to a WAV (FluidSynth) and a piano-roll PNG.")] = False,
+) -> None:
+    """Write new pieces of music as MIDI files, sampled from a trained model."""
+    if primer_seconds is not None and primer is None:
+        raise MidigenError("--primer-seconds needs --primer FILE")
+    from midigen.sample import sample_to_files
+
+    rows = sample_to_files(checkpoint, out_dir, num=num, max_events=max_events, seconds=seconds,
+                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                           primer=primer, primer_seconds=primer_seconds, force=force)
+    rendered = []
+    if render:
+        from midigen.render import render_samples
+
+        # [(wav or None, png)], one pair per MIDI file; no wav for a piece without notes
+        rendered = [p for pair in render_samples([Path(r["path"]) for r in rows])
+                    for p in pair if p is not None]
+    if as_json:
+        print_json({"seed": rows[0]["seed"] if rows else seed,
+                    "files": rows, "rendered": [str(p) for p in rendered]})
+        return
+    _print_table(rows, rendered)
+
+
+def _print_table(rows: list[dict], rendered) -> None:
+    from rich.table import Table
+
+    folder = Path(rows[0]["path"]).parent if rows else ""
+    table = Table(title=f"{len(rows)} piece{'s' if len(rows) != 1 else ''} written to {folder}")
+    # Every column but instruments keeps its width; instruments is cut with "…" to fit.
+    names = [Path(r["path"]).name for r in rows]
+    table.add_column("file", no_wrap=True, min_width=max(map(len, names), default=4))
+    for name in ("duration", "notes", "events"):
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+    table.add_column("instruments", no_wrap=True, overflow="ellipsis", min_width=8)
+    table.add_column("repairs", justify="right", no_wrap=True, min_width=7)
+    table.add_column("stop", no_wrap=True, min_width=5)
+    for r in rows:
+        minutes, secs = divmod(r["duration_s"], 60)
+        repairs = sum(r["repairs"].values())
+        table.add_row(Path(r["path"]).name, f"{int(minutes)}:{secs:04.1f}", str(r["notes"]),
+                      str(r["events"]), _instruments_cell(r["instruments"]),
+                      str(repairs), "END" if r["ended"] else "limit")
+    out.print(table)
+    if rows:
+        out.print(f"seed {rows[0]['seed']} (pass --seed {rows[0]['seed']} to make these again)")
+    for path in rendered:
+        out.print(f"rendered: {path}")
+
+
+def _instruments_cell(names: list[str], shown: int = 3) -> str:
+    """The first few instrument names; an untrained model can name dozens."""
+    if not names:
+        return "-"
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" +{more} more" if more > 0 else "")
