@@ -1,6 +1,12 @@
 """midigen: learn a folder of music with an event-token LSTM and write new MIDI."""
 
-from midigen.errors import MidigenError
+import os
+
+# Idle OpenMP threads should sleep, not spin: sampling one event at a time leaves them idle
+# most of the time, and spinning threads stall everything else on a small machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from midigen.errors import MidigenError  # noqa: E402
 
 __version__ = "0.1.0"
 

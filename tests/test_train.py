@@ -164,7 +164,8 @@ def test_minutes_budget_plans_a_step_count_and_ends_on_time(tmp_path):
     result = train(phrase_pieces(), TOK, tiny_model(), tiny_train(minutes=0.05, eval_every=1000),
                    tmp_path / "run")
     assert time.monotonic() - began < 10
-    assert result.total_steps > 12 and result.step == result.total_steps
+    # How many steps fit in 3 s depends on the machine; the plan must be met exactly.
+    assert result.total_steps >= 1 and result.step == result.total_steps
     assert load_checkpoint(tmp_path / "run").train_config["total_steps"] == result.total_steps
 
 

@@ -34,6 +34,10 @@ def print_json(obj) -> None:
     sys.stdout.flush()
 
 
+# Usage errors belong to click, which newer Typer versions bundle as their own copy.
+_CLICK_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 class _ErrorsAsLines(TyperGroup):
     def invoke(self, ctx):
         try:
@@ -42,14 +46,10 @@ class _ErrorsAsLines(TyperGroup):
             fail(str(e))
         except KeyboardInterrupt:
             fail("interrupted", 130)
-        except (typer.Exit, typer.Abort, SystemExit):
+        except (typer.Exit, typer.Abort, SystemExit, *_CLICK_ERRORS):
             raise
         except Exception as e:  # noqa: BLE001 - the last guard before a traceback
             if os.environ.get("MIDIGEN_DEBUG"):
-                raise
-            import click
-
-            if isinstance(e, click.ClickException):
                 raise
             fail(f"internal error ({type(e).__name__}: {e}); rerun with MIDIGEN_DEBUG=1 "
                  "for details", 2)
