@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import zipfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +139,10 @@ def load_checkpoint(path: str | os.PathLike | None) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one line
-        reason = str(e).strip().splitlines()[0][:80] if str(e).strip() else type(e).__name__
+        # torch's own messages run to paragraphs; the kind of failure is what helps here.
+        reason = ("a PyTorch file holding Python objects, which midigen never unpickles"
+                  if zipfile.is_zipfile(path) and "weights_only" in str(e).lower()
+                  else "not a PyTorch file, or damaged")
         raise MidigenError(f"{path} is not a midigen checkpoint ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise MidigenError(f"{path} is not a midigen checkpoint")

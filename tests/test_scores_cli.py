@@ -74,7 +74,7 @@ def test_bad_file_gives_one_line_error(tmp_path, make, reason):
     make(path)
     result = runner.invoke(app, ["encode", str(path)])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [f"error: {reason}"]
+    assert result.output.strip().splitlines() == [f"error: {path}: {reason}"]
 
 
 def test_decode_repairs_garbage_tokens(tmp_path):
@@ -119,4 +119,5 @@ def test_real_midigen_command(tmp_path):
     assert "Traceback" not in done.stderr
     bad = subprocess.run(["midigen", "encode", str(folder / "junk.mid")], capture_output=True,
                          text=True, env=env, timeout=120, check=False)
-    assert bad.returncode == 1 and bad.stderr.strip().startswith("error: corrupt MIDI")
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        f"error: {folder / 'junk.mid'}: corrupt MIDI: truncated")

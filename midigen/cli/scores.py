@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from midigen.errors import MidigenError
 from midigen.cli.app import app, err, fail, out, print_json
 
 
@@ -44,8 +45,12 @@ def encode(
     if output is not None:
         _check_writable(output, force)
     config = TokenizerConfig()
+    try:
+        pieces = read_score(file)
+    except MidigenError as e:  # the reader's reasons are short; say which file
+        raise MidigenError(f"{file}: {e}") from None
     lines = []
-    for piece in read_score(file):
+    for piece in pieces:
         ids = encode_notes(piece.notes, config)
         if events:
             lines.append(f"# {piece.name}")
