@@ -34,6 +34,42 @@ def print_json(obj) -> None:
     sys.stdout.flush()
 
 
+class ProgressBar:
+    """A rich progress bar on stderr, started on the first report (so after workers fork).
+
+    Call it as `bar(done, total)`; use it as a context manager so it always stops. Silent
+    when disabled (not a terminal, or --json).
+    """
+
+    def __init__(self, label: str, enabled: bool = True):
+        self.label, self.enabled, self.progress, self.task = label, enabled, None, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.progress is None:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
+                                     TimeRemainingColumn(), console=err, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+
+
 # Usage errors belong to click, which newer Typer versions bundle as their own copy.
 _CLICK_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
@@ -48,7 +84,7 @@ class _ErrorsAsLines(TyperGroup):
             fail("interrupted", 130)
         except (typer.Exit, typer.Abort, SystemExit, *_CLICK_ERRORS):
             raise
-        except Exception as e:  # noqa: BLE001 - the last guard before a traceback
+        except Exception as e:
             if os.environ.get("MIDIGEN_DEBUG"):
                 raise
             fail(f"internal error ({type(e).__name__}: {e}); rerun with MIDIGEN_DEBUG=1 "

@@ -11,39 +11,7 @@ from typing import Annotated
 
 import typer
 
-from midigen.cli.app import app, err, out, print_json
-
-
-class _Bar:
-    """A rich progress bar on stderr that starts on the first report; silent when not a terminal."""
-
-    def __init__(self, label: str, enabled: bool):
-        self.label, self.enabled, self.progress, self.task = label, enabled, None, None
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.progress is None:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), console=err, transient=True)
-            self.progress.start()
-            self.task = self.progress.add_task(self.label, total=total)
-        self.progress.update(self.task, completed=done, total=total)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.progress is not None:
-            self.progress.stop()
+from midigen.cli.app import ProgressBar, app, err, out, print_json
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -71,7 +39,7 @@ def evaluate(
     from midigen.device import pick_device
     from midigen.evaluate import evaluate_corpus
 
-    with _Bar("scoring", enabled=err.is_terminal and not as_json) as bar:
+    with ProgressBar("scoring", enabled=err.is_terminal and not as_json) as bar:
         result = evaluate_corpus(checkpoint, corpus, device=str(pick_device(device)),
                                  on_progress=bar)
     if as_json:
@@ -116,7 +84,7 @@ def stats(
     """
     from midigen.stats import stats_report
 
-    with _Bar("analysing corpus", enabled=err.is_terminal and not as_json) as bar:
+    with ProgressBar("analysing corpus", enabled=err.is_terminal and not as_json) as bar:
         report = stats_report(files, against=against, ngram=ngram, on_progress=bar)
     if as_json:
         print_json(report)

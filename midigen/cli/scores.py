@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
+from midigen.cli.app import ProgressBar, app, err, fail, out, print_json
 from midigen.errors import MidigenError
-from midigen.cli.app import app, err, fail, out, print_json
 
 
 def _check_writable(path: Path, force: bool) -> None:
@@ -106,46 +106,12 @@ def corpus(
     """Read a folder of scores into the token cache and summarise it (files, skips, notes)."""
     from midigen.corpus import load_corpus
 
-    bar = _ProgressBar(enabled=err.is_terminal)
-    try:
+    with ProgressBar("reading", enabled=err.is_terminal) as bar:
         result = load_corpus(folder, None, jobs=jobs, progress=bar)
-    finally:
-        bar.stop()
     if as_json:
         print_json(result.summary)
     else:
         _print_summary(result.summary)
-
-
-class _ProgressBar:
-    """A rich progress bar on stderr, started on the first report (after workers fork)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.progress = None
-        self.task = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.progress is None:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(TextColumn("reading"), BarColumn(), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), console=err, transient=True)
-            self.progress.start()
-            self.task = self.progress.add_task("files", total=total)
-        self.progress.update(self.task, completed=done, total=total)
-
-    def stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
 
 
 def _print_summary(s: dict) -> None:
