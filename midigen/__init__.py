@@ -6,7 +6,7 @@ import os
 # most of the time, and spinning threads stall everything else on a small machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from midigen.errors import MidigenError  # noqa: E402
+from midigen.errors import MidigenError
 
 __version__ = "0.1.0"
 

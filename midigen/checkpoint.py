@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import zipfile
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class TokenizerConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TokenizerConfig":
+    def from_dict(cls, d: dict) -> TokenizerConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -130,7 +130,7 @@ class Vocabulary:
                                "vocabulary") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def alphabet(size: int) -> str:
     """`size` distinct printable, non-combining, non-space characters, ASCII first.
 
@@ -293,7 +293,6 @@ def decode_ids(ids, config: TokenizerConfig) -> Decoded:
     or still sounding at the end are closed; what follows END is ignored.
     """
     vocab = vocabulary(config)
-    sps = config.steps_per_second
     max_steps = config.max_note_steps
     repairs: Counter = Counter()
     T = EventType

@@ -9,7 +9,7 @@ from pathlib import Path
 # of one worker starve the other (measured: a tiny training run took 58 s instead of 1 s).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import pytest  # noqa: E402
+import pytest
 
 SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 
