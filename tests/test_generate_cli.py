@@ -90,6 +90,30 @@ def test_same_seed_gives_byte_identical_files(checkpoint, tmp_path):
     assert (tmp_path / "a" / "sample-001.mid").read_bytes() != (tmp_path / "c" / "sample-001.mid").read_bytes()
 
 
+def test_sampling_is_constrained_unless_no_constrain(checkpoint, tmp_path):
+    def orphans_and_restrikes(*extra):
+        result = invoke("--checkpoint", checkpoint, "--num", 3, "--max-events", 300,
+                        "--seed", 4, "--out", tmp_path / str(len(extra)), "--json", *extra)
+        assert result.exit_code == 0, result.output
+        rows = json.loads(result.stdout)["files"]
+        return sum(r["repairs"].get(k, 0) for r in rows
+                   for k in ("orphan_note_off", "restruck_sounding_note"))
+
+    assert orphans_and_restrikes() == 0
+    assert orphans_and_restrikes("--no-constrain") > 10  # an untrained model, sampled raw
+
+
+def test_min_seconds_keeps_pieces_going(checkpoint, tmp_path):
+    def ended(*extra):
+        result = invoke("--checkpoint", checkpoint, "--num", 3, "--seconds", 4, "--seed", 5,
+                        "--out", tmp_path / str(len(extra)), "--json", *extra)
+        assert result.exit_code == 0, result.output
+        return [row["ended"] for row in json.loads(result.stdout)["files"]]
+
+    assert any(ended())  # this seed has a piece that says END before 4 s ...
+    assert not any(ended("--min-seconds", 4))  # ... held back: every piece runs to the limit
+
+
 def test_never_overwrites_without_force(checkpoint, tmp_path):
     args = ("--checkpoint", checkpoint, "--max-events", 50, "--out", tmp_path)
     assert invoke(*args, "--seed", 1).exit_code == 0

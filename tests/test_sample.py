@@ -191,6 +191,90 @@ def test_vocabulary_mismatch_is_a_clear_error():
         sample_ids(model, SMALL, max_events=5, seed=0)
 
 
+# --- the grammar: only events that decode without repair -----------------------------------
+
+NOTE_REPAIRS = ("orphan_note_off", "restruck_sounding_note", "misplaced_start")
+
+
+def _note_repairs(pieces, config) -> dict[str, int]:
+    total = dict.fromkeys(NOTE_REPAIRS, 0)
+    for ids in pieces:
+        repairs = decode_ids(ids, config).repairs
+        for kind in NOTE_REPAIRS:
+            total[kind] += repairs.get(kind, 0)
+    return total
+
+
+WITH_PROGRAMS = TokenizerConfig(steps_per_second=4, max_shift_steps=8, num_velocity_bins=1,
+                                use_programs=True, min_pitch=48, max_pitch=84)  # vocab 214
+
+
+@pytest.mark.parametrize("config", [SMALL, WITH_PROGRAMS], ids=["one-part", "programs"])
+def test_constrained_samples_of_an_untrained_model_need_no_note_repairs(config):
+    model = tiny_model(vocab_size=vocabulary(config).size)
+    if config.use_programs:  # switch instrument now and then, not at every other event
+        with torch.no_grad():
+            model.head.bias[vocabulary(config).offset[EventType.PROGRAM]:] -= 3.0
+    free = sample_ids(model, config, num=8, max_events=300, seed=0, constrain=False)
+    kept = sample_ids(model, config, num=8, max_events=300, seed=0)  # constrained by default
+    free_repairs = _note_repairs(free, config)
+    # Unconstrained, an untrained model strands note-offs and restrikes sounding pitches ...
+    assert free_repairs["orphan_note_off"] > 50 and free_repairs["restruck_sounding_note"] > 8
+    # ... constrained, every NOTE_OFF ends a sounding note and no NOTE_ON restrikes one.
+    assert _note_repairs(kept, config) == dict.fromkeys(NOTE_REPAIRS, 0)
+    assert sum(len(decode_ids(ids, config).notes) for ids in kept) > 100
+
+
+def test_constrained_sampling_treats_overlong_notes_as_closed_like_the_decoder():
+    # Notes longer than 1 s are closed by the decoder; a NOTE_OFF after that would be an orphan.
+    config = TokenizerConfig(steps_per_second=4, max_shift_steps=8, num_velocity_bins=1,
+                             use_programs=False, min_pitch=48, max_pitch=84, max_note_s=1.0)
+    model = tiny_model()
+    vocab = vocabulary(config)
+    first_shift = vocab.offset[EventType.TIME_SHIFT]
+    with torch.no_grad():  # much time passes between note events, so many notes run over
+        model.head.bias[first_shift:first_shift + config.max_shift_steps] += 2.0
+    pieces = sample_ids(model, config, num=8, max_events=300, seed=1)
+    closed = sum(decode_ids(ids, config).repairs.get("closed_too_long", 0) for ids in pieces)
+    assert closed > 10  # the situation did arise ...
+    assert _note_repairs(pieces, config) == dict.fromkeys(NOTE_REPAIRS, 0)  # ... and was followed
+
+
+def test_constrained_sampling_continues_the_notes_a_primer_leaves_sounding():
+    model = tiny_model()
+    vocab = vocabulary(SMALL)
+    # A primer cut while a C major chord sounds (its NOTE_OFFs dropped).
+    chord = notes_to_array([Note(p, 80, 0.0, 2.0) for p in (60, 64, 67)])
+    ids = encode_notes(chord, SMALL)
+    off_lo = vocab.offset[EventType.NOTE_OFF]
+    primer = ids[(ids < off_lo) | (ids >= off_lo + vocab.block_size[EventType.NOTE_OFF])][:-1]
+    with torch.no_grad():  # a model keen on note-offs
+        model.head.bias[off_lo:off_lo + vocab.block_size[EventType.NOTE_OFF]] += 4.0
+    pieces = sample_ids(model, SMALL, num=6, max_events=40, seed=2, primer_ids=primer)
+    offs = [int(i) - off_lo + SMALL.min_pitch for ids in pieces for i in ids[len(primer):]
+            if off_lo <= i < off_lo + vocab.block_size[EventType.NOTE_OFF]]
+    assert {60, 64, 67} <= set(offs)  # the primer's chord can be released ...
+    assert _note_repairs(pieces, SMALL) == dict.fromkeys(NOTE_REPAIRS, 0)  # ... nothing else
+
+
+def test_min_seconds_holds_end_back_until_that_much_music():
+    model = tiny_model()
+    vocab = vocabulary(SMALL)
+    first_shift = vocab.offset[EventType.TIME_SHIFT]
+    with torch.no_grad():  # a model that says END whenever it may
+        model.head.bias[vocab.end_id] = 50.0
+    pieces = sample_ids(model, SMALL, num=4, max_events=2000, seed=0, min_seconds=3.0)
+    for ids in pieces:
+        assert ids[-1] == vocab.end_id
+        shifts = np.where((ids >= first_shift) & (ids < first_shift + SMALL.max_shift_steps),
+                          ids - first_shift + 1, 0)
+        clock = np.cumsum(shifts)
+        assert clock[-1] >= 3.0 * SMALL.steps_per_second  # no END before 3 s of music ...
+        assert clock[-3] < 3.0 * SMALL.steps_per_second  # ... and right after the shift past it
+    with pytest.raises(MidigenError, match="min seconds"):
+        sample_ids(model, SMALL, max_events=5, seed=0, min_seconds=-1.0)
+
+
 # --- temperature matters as musicians expect ---------------------------------------------
 
 def _scales_and_arpeggios() -> list[np.ndarray]:

@@ -64,6 +64,9 @@ def sample(
     seconds: Annotated[float | None, typer.Option(
         "--seconds", callback=_positive("--seconds"), rich_help_panel=_LENGTH,
         help="Stop a piece after this many seconds of new music.")] = None,
+    min_seconds: Annotated[float | None, typer.Option(
+        "--min-seconds", min=0.0, rich_help_panel=_LENGTH,
+        help="Do not let a piece end (END) before this many seconds of new music.")] = None,
     primer: Annotated[Path | None, typer.Option(
         "--primer", exists=True, dir_okay=False, rich_help_panel=_LENGTH,
         help="Continue the opening of this score (MIDI, MusicXML, ABC, ...).")] = None,
@@ -73,6 +76,11 @@ def sample(
     out_dir: Annotated[Path, typer.Option(
         "--out", "-o", file_okay=False, rich_help_panel=_OUTPUT,
         help="Folder for the MIDI files (sample-001.mid, ...).")] = Path("samples"),
+    no_constrain: Annotated[bool, typer.Option(
+        "--no-constrain", rich_help_panel=_SAMPLING,
+        help="Sample the model's raw choices. By default only events that make sense are "
+        "drawn: no note-off of a silent pitch, no note-on of a pitch already sounding.")
+    ] = False,
     force: Annotated[bool, typer.Option(
         "--force", rich_help_panel=_OUTPUT,
         help="Number files from 001, overwriting; without it the next free numbers are used.")
@@ -90,7 +98,8 @@ def sample(
 
     rows = sample_to_files(checkpoint, out_dir, num=num, max_events=max_events, seconds=seconds,
                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                           primer=primer, primer_seconds=primer_seconds, force=force)
+                           primer=primer, primer_seconds=primer_seconds, force=force,
+                           constrain=not no_constrain, min_seconds=min_seconds)
     rendered = []
     if render:
         from midigen.render import render_samples

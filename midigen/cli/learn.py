@@ -239,13 +239,14 @@ def inspect(
 @app.command()
 def demo(
     minutes: Annotated[float, typer.Option(help="Training time (the whole demo adds ~1-2 min).", min=0.1)] = 5.0,
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the pieces.", file_okay=False)] = Path("demo-output"),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the pieces (each demo writes a new subfolder named by its start time).", file_okay=False)] = Path("demo-output"),
     num: Annotated[int, typer.Option("--num", "-n", help="How many pieces.", min=1)] = 4,
     seed: Annotated[int, typer.Option(help="Seed for training and sampling.", min=0)] = 0,
     device: Annotated[Device, typer.Option(help="Where to train.")] = Device.auto,
 ) -> None:
     """Train a small model on the Bach chorales for a few minutes and write new chorales."""
     began = time.monotonic()
+    out_dir = out_dir / time.strftime("%Y%m%d-%H%M%S")  # never overwrite an earlier demo's pieces
     out.print(f"[bold]midigen demo[/]: learning the Bach chorales for {minutes:g} minutes, "
               f"then writing {num} pieces to {out_dir}/")
     from midigen.tokenizer import TokenizerConfig
@@ -266,7 +267,7 @@ def demo(
     from midigen.sample import sample_to_files
 
     rows = sample_to_files(result.run_dir, out_dir, num=num, seconds=DEMO_SECONDS,
-                           temperature=DEMO_TEMPERATURE, seed=seed, force=True)
+                           min_seconds=DEMO_MIN_SECONDS, temperature=DEMO_TEMPERATURE, seed=seed)
     from midigen.cli.generate import _print_table
     from midigen.render import audio_available, render_samples
 
@@ -286,4 +287,5 @@ DEMO_TRAIN = {"seq_len": 128, "batch_size": 32, "lr": 4e-3, "warmup_steps": 50, 
 # instruments (which strands NOTE_OFFs and leaves notes hanging in short runs).
 DEMO_TOKENS = {"use_programs": False}
 DEMO_SECONDS = 40.0
+DEMO_MIN_SECONDS = 20.0  # a short run's model may say END after a chord or two
 DEMO_TEMPERATURE = 0.8
