@@ -73,12 +73,25 @@ def builtin_corpus_dir() -> Path:
 
 def find_score_files(folder: str | os.PathLike) -> list[Path]:
     """Every score file under folder, recursively (suffixes of any case), sorted."""
+    return [Path(full) for _, full in _walk_scores(folder)]
+
+
+def _walk_scores(folder: str | os.PathLike) -> list[tuple[str, str]]:
+    """(path relative to folder with '/', full path) of every score file, sorted.
+
+    Plain strings, not Path objects: on a cached run over thousands of files, walking the
+    folder is most of the work, and pathlib would double it.
+    """
+    top = os.fspath(folder)
     found = []
-    for root, dirs, files in os.walk(folder):
+    for root, dirs, files in os.walk(top):
         dirs.sort()
-        found += [Path(root) / f for f in files
+        rel_root = os.path.relpath(root, top).replace(os.sep, "/")
+        prefix = "" if rel_root == "." else rel_root + "/"
+        found += [(prefix + f, os.path.join(root, f)) for f in files
                   if os.path.splitext(f)[1].lower() in midi_io.SCORE_SUFFIXES]
-    return sorted(found)
+    found.sort()
+    return found
 
 
 def cache_root() -> Path:
@@ -253,17 +266,16 @@ def load_corpus(folder: str | os.PathLike | None, config: TokenizerConfig | None
     if not folder.is_dir():
         raise MidigenError(f"corpus folder not found: {folder}")
 
-    files = find_score_files(folder)
+    files = _walk_scores(folder)
     cache = cache_dir_for(folder, config)
     manifest, old_ids = _load_cache(cache)
     old_files = manifest.get("files", {})
 
     entries: dict[str, dict] = {}
     stale: list[tuple[str, Path, os.stat_result]] = []
-    for path in files:
-        rel = path.relative_to(folder).as_posix()
+    for rel, path in files:
         try:
-            st = path.stat()
+            st = os.stat(path)
         except OSError:
             continue
         known = old_files.get(rel)
