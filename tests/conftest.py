@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 # Idle OpenMP threads must not spin: with two test workers on two cores, spinning threads
@@ -30,6 +31,16 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture
+def fluidsynth():
+    """Real audio tests need the fluidsynth program: skipped without it, except in CI."""
+    if shutil.which("fluidsynth") is None:
+        reason = "FluidSynth not installed (apt-get install fluidsynth fluid-soundfont-gm)"
+        if in_ci():
+            pytest.fail(f"{reason}; CI must install it")
+        pytest.skip(reason)
 
 
 def pytest_configure(config):

@@ -8,7 +8,6 @@ import sys
 
 import pretty_midi
 import pytest
-from conftest import in_ci
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
@@ -16,15 +15,6 @@ from midigen.audio import read_wav
 from midigen.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def fluidsynth():
-    if shutil.which("fluidsynth") is None:
-        reason = "FluidSynth not installed (apt-get install fluidsynth fluid-soundfont-gm)"
-        if in_ci():
-            pytest.fail(f"{reason}; CI must install it")
-        pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)

@@ -7,14 +7,12 @@ so these tests do not depend on midigen's own writer.
 from __future__ import annotations
 
 import math
-import shutil
 import struct
 from pathlib import Path
 
 import numpy as np
 import pretty_midi
 import pytest
-from conftest import in_ci
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from matplotlib.image import imread
@@ -34,15 +32,6 @@ from midigen.render import find_player, plot_piano_roll, plot_training_curves, r
 
 RELEASE_TAIL_S = 3.0  # reverb + the slowest release in FluidR3_GM of the programs used here
 RMS_FLOOR = 0.02
-
-
-@pytest.fixture
-def fluidsynth():
-    if shutil.which("fluidsynth") is None:
-        reason = "FluidSynth not installed (apt-get install fluidsynth fluid-soundfont-gm)"
-        if in_ci():
-            pytest.fail(f"{reason}; CI must install it")
-        pytest.skip(reason)
 
 
 def write_phrase(path: Path, program: int = 0, is_drum: bool = False,
