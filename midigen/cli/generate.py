@@ -111,10 +111,10 @@ def sample(
         print_json({"seed": rows[0]["seed"] if rows else seed,
                     "files": rows, "rendered": [str(p) for p in rendered]})
         return
-    _print_table(rows, rendered)
+    print_samples_table(rows, rendered)
 
 
-def _print_table(rows: list[dict], rendered) -> None:
+def print_samples_table(rows: list[dict], rendered) -> None:
     from rich.table import Table
 
     folder = Path(rows[0]["path"]).parent if rows else ""

@@ -268,12 +268,12 @@ def demo(
 
     rows = sample_to_files(result.run_dir, out_dir, num=num, seconds=DEMO_SECONDS,
                            min_seconds=DEMO_MIN_SECONDS, temperature=DEMO_TEMPERATURE, seed=seed)
-    from midigen.cli.generate import _print_table
+    from midigen.cli.generate import print_samples_table
     from midigen.render import audio_available, render_samples
 
     missing = audio_available()
     render_samples([Path(r["path"]) for r in rows], audio=missing is None)
-    _print_table(rows, [])
+    print_samples_table(rows, [])
     if missing:
         out.print(f"(no audio rendered: {missing}; piano-roll pictures are beside the MIDI)")
     out.print(f"done in {(time.monotonic() - began) / 60:.1f} min. Your new chorales are in "
