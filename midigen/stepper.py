@@ -7,9 +7,14 @@ once, ahead of time:
 
 - layer 0's input projection of every vocabulary entry is precomputed as one (V, G) table
   (embedding @ W_ih0.T + biases), so a layer-0 input is a row lookup, not a matmul;
-- an upper LSTM layer reads [x | h] from one buffer against [W_ih | W_hh] concatenated and
-  transposed once, so it is one addmm;
-- state and gate buffers are allocated once per batch and updated in place.
+- the hidden states of all layers live side by side in one (B, L*H) buffer, so an upper
+  LSTM layer's [input | own h] is a slice of it, read against [W_ih | W_hh] concatenated and
+  transposed once: one addmm per layer and no copies between layers;
+- state, gate buffers and every slice of them are made once per batch and updated in place.
+
+At batch 1 on CPU the step is bound by reading the weights (~21 MB for 3 x 512); what is
+left is per-op dispatch, which is why the buffers and their views are built ahead of time
+(bench/bench_sample.py measures it against the plain nn.LSTM loop).
 
 The recurrent state is carried from step to step; the sequence is never re-run. Logits agree
 with `MusicRNN.forward` to float rounding (tests/test_sample.py checks LSTM and GRU).
@@ -40,23 +45,23 @@ class Stepper:
             def w(name):
                 return getattr(rnn, name).detach()
 
+            # Weights stay (out, in) and are used as transposed views: MKL reads them as they
+            # lie, as fast as a transposed copy would be, and loading needs no copies.
             if self.cell == "lstm":
-                # Gate rows reordered from PyTorch's (i, f, g, o) to (i, f, o, g), so the three
-                # sigmoids are one call on a contiguous slice.
-                order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
-                                   torch.arange(2 * H, 3 * H)]).to(self.device)
-                _w = w
+                def ifog(t):
+                    """Gate rows from PyTorch's (i, f, g, o) to (i, f, o, g), so the three
+                    sigmoids are one call on a contiguous slice."""
+                    return torch.cat([t[:2 * H], t[3 * H:], t[2 * H:3 * H]])
 
-                def w(name):
-                    return _w(name)[order]
-
-                bias0 = w("bias_ih_l0") + w("bias_hh_l0")
-                self.table0 = torch.addmm(bias0, model.embed.weight.detach(), w("weight_ih_l0").t())
-                self.w_hh0_t = w("weight_hh_l0").t().contiguous()  # (H, 4H)
+                bias0 = ifog(w("bias_ih_l0") + w("bias_hh_l0"))
+                self.table0 = torch.addmm(bias0, model.embed.weight.detach(),
+                                          ifog(w("weight_ih_l0")).t())  # (V, 4H)
+                self.w_hh0_t = ifog(w("weight_hh_l0")).t()  # (H, 4H)
                 # Upper layers: gates = b + [x | h] @ [W_ih | W_hh].T, one addmm each.
-                self.w_cat_t = [torch.cat([w(f"weight_ih_l{k}"), w(f"weight_hh_l{k}")], 1).t().contiguous()
+                self.w_cat_t = [ifog(torch.cat([w(f"weight_ih_l{k}"), w(f"weight_hh_l{k}")], 1)).t()
                                 for k in range(1, self.layers)]  # (2H, 4H)
-                self.b_cat = [w(f"bias_ih_l{k}") + w(f"bias_hh_l{k}") for k in range(1, self.layers)]
+                self.b_cat = [ifog(w(f"bias_ih_l{k}") + w(f"bias_hh_l{k}"))
+                              for k in range(1, self.layers)]
             else:
                 # GRU: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), so b_hn must stay on the
                 # hidden side; the r and z parts of b_hh can join the input side.
@@ -69,14 +74,14 @@ class Stepper:
 
                 b_in0, self.b_hid0 = split_bias(0)
                 self.table0 = torch.addmm(b_in0, model.embed.weight.detach(), w("weight_ih_l0").t())
-                self.w_hh0_t = w("weight_hh_l0").t().contiguous()  # (H, 3H)
+                self.w_hh0_t = w("weight_hh_l0").t()  # (H, 3H)
                 pairs = [split_bias(k) for k in range(1, self.layers)]
                 self.b_in = [p[0] for p in pairs]
                 self.b_hid = [p[1] for p in pairs]
-                self.w_ih_t = [w(f"weight_ih_l{k}").t().contiguous() for k in range(1, self.layers)]
-                self.w_hh_t = [w(f"weight_hh_l{k}").t().contiguous() for k in range(1, self.layers)]
+                self.w_ih_t = [w(f"weight_ih_l{k}").t() for k in range(1, self.layers)]
+                self.w_hh_t = [w(f"weight_hh_l{k}").t() for k in range(1, self.layers)]
             self.table0 = self.table0.contiguous()  # (V, G)
-            self.head_w_t = model.head.weight.detach().t().contiguous()  # (H, V)
+            self.head_w_t = model.head.weight.detach().t()  # (H, V)
             self.head_b = model.head.bias.detach()
         self.batch_size = 0
 
@@ -89,41 +94,38 @@ class Stepper:
         B, H, L = batch_size, self.hidden, self.layers
         kw = {"device": self.device, "dtype": self.dtype}
         self.batch_size = B
-        gates = 4 * H if self.cell == "lstm" else 3 * H
-        self._gates = torch.empty(B, gates, **kw)
+        self._hidden = torch.zeros(B, L * H, **kw)  # [h_0 | h_1 | ... | h_L-1]
+        self._h = [self._hidden[:, k * H:(k + 1) * H] for k in range(L)]
+        # Layer k >= 1 reads [h_k-1 | h_k]: its new input and its own state, side by side.
+        self._xh = [None] + [self._hidden[:, (k - 1) * H:(k + 1) * H] for k in range(1, L)]
         self._logits = torch.empty(B, self.vocab_size, **kw)
         self._tmp = torch.empty(B, H, **kw)
         if self.cell == "lstm":
-            # xh[k] holds [input | own h] of layer k (k >= 1); layer 0's h is separate.
-            self._h0 = torch.zeros(B, H, **kw)
-            self._xh = [torch.zeros(B, 2 * H, **kw) for _ in range(1, L)]
             self._c = [torch.zeros(B, H, **kw) for _ in range(L)]
+            g = self._gates = torch.empty(B, 4 * H, **kw)  # i, f, o, candidate
+            self._sig, self._cand = g[:, :3 * H], g[:, 3 * H:]
+            self._i, self._f, self._o = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H]
         else:
-            self._h = [torch.zeros(B, H, **kw) for _ in range(L)]
-            self._gates_h = torch.empty(B, 3 * H, **kw)
+            gi = self._gates = torch.empty(B, 3 * H, **kw)
+            gh = self._gates_h = torch.empty(B, 3 * H, **kw)
+            self._rz_i, self._rz_h = gi[:, :2 * H], gh[:, :2 * H]
+            self._r, self._z = gi[:, :H], gi[:, H:2 * H]  # after rz_i holds the sigmoid
+            self._n_i, self._n_h = gi[:, 2 * H:], gh[:, 2 * H:]
         if state is not None:
             self.set_state(state)
-
-    def _h_views(self) -> list[torch.Tensor]:
-        """Each layer's hidden state, (B, H), as views of the buffers the step writes."""
-        if self.cell == "gru":
-            return self._h
-        return [self._h0] + [xh[:, self.hidden:] for xh in self._xh]
 
     def set_state(self, state) -> None:
         h, c = state if self.cell == "lstm" else (state, None)
         with torch.no_grad():
-            for k, view in enumerate(self._h_views()):
+            for k, view in enumerate(self._h):
                 view.copy_(h[k].expand_as(view))
-                if k + 1 < self.layers and self.cell == "lstm":
-                    self._xh[k][:, : self.hidden].copy_(h[k].expand_as(view))
             if c is not None:
                 for k in range(self.layers):
                     self._c[k].copy_(c[k].expand_as(self._c[k]))
 
     def state(self):
         """The current state in nn.LSTM/nn.GRU layout: (h, c) (L, B, H) for LSTM, h for GRU."""
-        h = torch.stack([v.clone() for v in self._h_views()])
+        h = torch.stack([v.clone() for v in self._h])
         if self.cell == "lstm":
             return h, torch.stack([c.clone() for c in self._c])
         return h
@@ -133,35 +135,27 @@ class Stepper:
         """Logits (B, V) of the event after `ids` (B,); the returned buffer is reused next step."""
         if self.cell == "lstm":
             self._lstm_step(ids)
-            top_h = self._xh[-1][:, self.hidden:] if self._xh else self._h0
         else:
             self._gru_step(ids)
-            top_h = self._h[-1]
-        return torch.addmm(self.head_b, top_h, self.head_w_t, out=self._logits)
+        return torch.addmm(self.head_b, self._h[-1], self.head_w_t, out=self._logits)
 
     def _lstm_step(self, ids: torch.Tensor) -> None:
-        H, g, tmp = self.hidden, self._gates, self._tmp
+        g, tmp, i, f, o = self._gates, self._tmp, self._i, self._f, self._o
         for k in range(self.layers):
             if k == 0:
                 torch.index_select(self.table0, 0, ids, out=g)  # (B, 4H)
-                g.addmm_(self._h0, self.w_hh0_t)
-                h_out = self._h0
+                g.addmm_(self._h[0], self.w_hh0_t)
             else:
-                xh = self._xh[k - 1]
-                torch.addmm(self.b_cat[k - 1], xh, self.w_cat_t[k - 1], out=g)  # (B, 4H)
-                h_out = xh[:, H:]
-            g[:, : 3 * H].sigmoid_()
-            g[:, 3 * H:].tanh_()
-            i, f, o, cand = g.chunk(4, 1)
+                torch.addmm(self.b_cat[k - 1], self._xh[k], self.w_cat_t[k - 1], out=g)
+            self._sig.sigmoid_()
+            self._cand.tanh_()
             c = self._c[k]
-            c.mul_(f).addcmul_(i, cand)
+            c.mul_(f).addcmul_(i, self._cand)
             torch.tanh(c, out=tmp)
-            torch.mul(tmp, o, out=h_out)
-            if k + 1 < self.layers:
-                self._xh[k][:, :H].copy_(h_out)  # the next layer's input
+            torch.mul(tmp, o, out=self._h[k])  # also the next layer's input
 
     def _gru_step(self, ids: torch.Tensor) -> None:
-        H, gi, gh = self.hidden, self._gates, self._gates_h
+        gi, gh = self._gates, self._gates_h
         for k in range(self.layers):
             h = self._h[k]
             if k == 0:
@@ -170,9 +164,8 @@ class Stepper:
             else:
                 torch.addmm(self.b_in[k - 1], self._h[k - 1], self.w_ih_t[k - 1], out=gi)
                 torch.addmm(self.b_hid[k - 1], h, self.w_hh_t[k - 1], out=gh)
-            rz = gi[:, : 2 * H].add_(gh[:, : 2 * H]).sigmoid_()
-            r, z = rz[:, :H], rz[:, H:]
-            n = gi[:, 2 * H:].addcmul_(r, gh[:, 2 * H:]).tanh_()
+            self._rz_i.add_(self._rz_h).sigmoid_()
+            n = self._n_i.addcmul_(self._r, self._n_h).tanh_()
             # h' = (1 - z) * n + z * h  =  n + z * (h - n)
             torch.sub(h, n, out=self._tmp)
-            h.copy_(n).addcmul_(z, self._tmp)
+            h.copy_(n).addcmul_(self._z, self._tmp)
