@@ -19,6 +19,9 @@ length, stride half of it, so each event sees at least half a context of history
 
 from __future__ import annotations
 
+import midigen  # noqa: F401  (first: it chooses how OpenMP threads wait, before torch loads)
+
+# isort: split
 import argparse
 import json
 import math

@@ -6,7 +6,9 @@ Rows, each at batch 1 and batch 64, for a 3 x 512 LSTM over the default vocabula
 (random weights: speed does not depend on what the model learnt):
 
 - `Stepper` (midigen.stepper): folded weights, state carried, one addmm per layer;
-- `sample_ids`: the Stepper plus the sampling itself (softmax, multinomial, stop checks);
+- `sample_ids`: the whole sampler, set-up included: the Stepper plus the draws, the grammar
+  mask and the stop checks, over pieces of `--piece-events` events (1,000 by default: a
+  40 s chorale is about 700);
 - plain `nn.LSTM` step loop: embed -> nn.LSTM on a length-1 sequence -> head, state carried
   (on CPU its default oneDNN path, and again with oneDNN bypassed);
 - re-running the whole sequence each step (what a sampler without state does), on a
@@ -18,6 +20,9 @@ Ratios are against the plain nn.LSTM step loop at the same batch size.
 
 from __future__ import annotations
 
+import midigen  # noqa: F401  (first: it chooses how OpenMP threads wait, before torch loads)
+
+# isort: split
 import argparse
 import os
 import platform
@@ -47,7 +52,8 @@ def time_call(fn, calls: int, device) -> float:
 
 
 def bench_batch(model: MusicRNN, config: TokenizerConfig, batch: int, steps: int,
-                rerun_len: int, rounds: int, device) -> list[tuple[str, float]]:
+                piece_events: int, rerun_len: int, rounds: int, device
+                ) -> list[tuple[str, float]]:
     """(method, events/s) rows for one batch size.
 
     The methods take turns for `rounds` rounds and each keeps its best round, so a burst of
@@ -71,7 +77,7 @@ def bench_batch(model: MusicRNN, config: TokenizerConfig, batch: int, steps: int
             plain_step()
 
     def sample_piece():
-        sample_ids(model, config, num=batch, max_events=steps, seed=0)
+        sample_ids(model, config, num=batch, max_events=piece_events, seed=0)
 
     def rerun_piece():
         for t in range(1, rerun_len + 1):
@@ -80,7 +86,8 @@ def bench_batch(model: MusicRNN, config: TokenizerConfig, batch: int, steps: int
     cpu = device.type == "cpu"
     methods = [  # name, function, events per call, calls per round
         ("Stepper (midigen)", lambda: stepper.step(ids), batch, steps),
-        ("sample_ids (Stepper + sampling)", sample_piece, batch * steps, 1),
+        (f"sample_ids (whole sampler, {piece_events}-event pieces)", sample_piece,
+         batch * piece_events, 1),
         ("plain nn.LSTM step loop" + (" (oneDNN)" if cpu else " (cuDNN)"), plain_step, batch,
          steps),
     ]
@@ -128,6 +135,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--steps", type=int, default=200, help="timed steps per repeat")
+    parser.add_argument("--piece-events", type=int, default=1000,
+                        help="events per piece for the sample_ids row")
     parser.add_argument("--rerun-len", type=int, default=64)
     parser.add_argument("--batches", default="1,64")
     parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
@@ -155,7 +164,9 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for batch in (int(b) for b in args.batches.split(",")):
         steps = args.steps if batch == 1 else max(20, args.steps // 4)
-        rows = bench_batch(model, config, batch, steps, args.rerun_len, args.rounds, device)
+        piece_events = args.piece_events if batch == 1 else max(50, args.piece_events // 4)
+        rows = bench_batch(model, config, batch, steps, piece_events, args.rerun_len,
+                           args.rounds, device)
         reference = next(v for name, v in rows if name.startswith("plain") and "off" not in name)
         for name, events_per_s in rows:
             print(f"| {name} | {batch} | {events_per_s:,.0f} | {events_per_s / reference:.2f} |")

@@ -15,6 +15,9 @@ Goal: loop / bare >= 0.9 (the data pipeline never starves the model).
 
 from __future__ import annotations
 
+import midigen  # noqa: F401  (first: it chooses how OpenMP threads wait, before torch loads)
+
+# isort: split
 import argparse
 import json
 import tempfile
