@@ -22,8 +22,11 @@ def _settings_in_fresh_python(**env_changes: str | None) -> str:
 
 
 def test_spins_briefly_on_an_idle_machine_and_sleeps_on_a_busy_one():
-    assert _openmp_wait(1) == {"GOMP_SPINCOUNT": "30000"}
-    assert _openmp_wait(3) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    spin, sleep = {"GOMP_SPINCOUNT": "30000"}, {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert _openmp_wait(other_tasks=0, cpus=2) == spin
+    assert _openmp_wait(other_tasks=1, cpus=2) == sleep
+    assert _openmp_wait(other_tasks=1, cpus=16) == spin  # one busy core of 16
+    assert _openmp_wait(other_tasks=4, cpus=16) == sleep
 
 
 def test_the_users_own_setting_wins():
