@@ -15,6 +15,7 @@ import numpy as np
 
 from midigen.audio import prepare_output_path
 from midigen.errors import MidigenError
+from midigen.metrics import MetricsRow
 
 PIANO_ROLL_SIZE_IN = (16.0, 8.0)  # at PIANO_ROLL_DPI: 1600 x 800 pixels, any piece length
 PIANO_ROLL_DPI = 100
@@ -138,29 +139,30 @@ def _palette(count: int) -> list:
     return [cmap(i % cmap.N) for i in range(count)]
 
 
-def plot_training_curves(rows: list[dict], path: Path | str) -> Path:
+def plot_training_curves(rows: list[MetricsRow], path: Path | str) -> Path:
     """curves.png: training and validation loss against step, with tokens seen on top.
 
-    `rows` are evaluation records {"step", "tokens", "train_loss", "valid_loss" (or None)}.
-    Called at every evaluation, so it overwrites the previous picture, atomically.
+    `rows` are the run's metrics rows (midigen.metrics.MetricsRow); validation is drawn from
+    the rows that carry an evaluation. Called at every evaluation, so it overwrites the
+    previous picture, atomically.
     """
     from matplotlib.figure import Figure
     from matplotlib.ticker import EngFormatter
 
     path = prepare_output_path(path, force=True, what="PNG file")
-    steps = np.array([r["step"] for r in rows], dtype=float)
-    train = np.array([np.nan if r.get("train_loss") is None else r["train_loss"] for r in rows],
+    steps = np.array([r.step for r in rows], dtype=float)
+    train = np.array([np.nan if r.train_loss is None else r.train_loss for r in rows],
                      dtype=float)
-    valid_rows = [r for r in rows if r.get("valid_loss") is not None]
+    valid_rows = [r for r in rows if r.is_eval]
     fig = Figure(figsize=CURVES_SIZE_IN, dpi=CURVES_DPI)
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(steps, train, color="tab:blue", linewidth=1.4, label="training loss")
     if valid_rows:
-        ax.plot([r["step"] for r in valid_rows], [r["valid_loss"] for r in valid_rows],
+        ax.plot([r.step for r in valid_rows], [r.valid_nll for r in valid_rows],
                 color="tab:orange", marker="o", markersize=3, linewidth=1.4,
                 label="validation loss")
-        best = min(valid_rows, key=lambda r: r["valid_loss"])
-        ax.annotate(f"best {best['valid_loss']:.3f}", (best["step"], best["valid_loss"]),
+        best = min(valid_rows, key=lambda r: r.valid_nll)
+        ax.annotate(f"best {best.valid_nll:.3f}", (best.step, best.valid_nll),
                     textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8,
                     color="tab:orange")
     ax.set_xlabel("step")
@@ -170,7 +172,7 @@ def plot_training_curves(rows: list[dict], path: Path | str) -> Path:
         ax.legend(loc="upper right")
     else:
         ax.text(0.5, 0.5, "no evaluations yet", transform=ax.transAxes, ha="center")
-    tokens = np.array([r.get("tokens") or 0 for r in rows], dtype=float)
+    tokens = np.array([r.tokens or 0 for r in rows], dtype=float)
     if len(rows) >= 2 and np.all(np.diff(steps) > 0) and np.all(np.diff(tokens) > 0):
         top = ax.secondary_xaxis("top", functions=(lambda s: _extrapolate(s, steps, tokens),
                                                    lambda t: _extrapolate(t, tokens, steps)))

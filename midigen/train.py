@@ -13,12 +13,12 @@ Choices (measured, see bench/compare_batching.py and the README):
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from midigen.batches import build_stream, random_windows, stretch_pieces
 from midigen.checkpoint import Checkpoint, save_checkpoint
 from midigen.device import autocast, pick_device
 from midigen.errors import MidigenError
+from midigen.metrics import METRICS_FILE, MetricsRow, append_row, read_rows, write_rows
 from midigen.model import ModelConfig, MusicRNN
 from midigen.tokenizer import TokenizerConfig
 
@@ -91,7 +92,7 @@ class TrainResult:
     step: int
     total_steps: int
     best_valid_loss: float | None
-    last_eval: dict
+    last_eval: MetricsRow | None
     tokens_per_s: float
     elapsed_s: float
     interrupted: bool = False
@@ -162,14 +163,19 @@ def _progress(console, total):
     )
 
 
-def _plot(rows: list[dict], run_dir: Path) -> None:
-    """Training curves next to the checkpoints, when the plotting module is there (optional)."""
+log = logging.getLogger("midigen")
+
+
+def _plot(rows: list[MetricsRow], run_dir: Path) -> None:
+    """curves.png next to the checkpoints. A picture must never stop training, so a failure
+    is one warning line (what went wrong), and training goes on."""
     try:
-        from midigen.render import plot_training_curves
+        from midigen.pianoroll import plot_training_curves
 
         plot_training_curves(rows, run_dir / "curves.png")
-    except Exception:  # noqa: BLE001, S110 - a picture must never stop training
-        pass
+    except Exception as e:  # noqa: BLE001 - reported, not hidden; training goes on
+        log.warning("warning: could not draw %s (%s: %s)", run_dir / "curves.png",
+                    type(e).__name__, e)
 
 
 def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelConfig,
@@ -232,11 +238,11 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
         torch.set_rng_state(resume_from.rng_state["torch"])
         if device.type == "cuda" and "cuda" in resume_from.rng_state:
             torch.cuda.set_rng_state(resume_from.rng_state["cuda"])
-        rows = _read_rows(run_dir / "metrics.jsonl", up_to_step=step)
+        rows = read_rows(run_dir / METRICS_FILE, up_to_step=step)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_rows(run_dir / "metrics.jsonl", rows)
+    write_rows(run_dir / METRICS_FILE, rows)
 
-    def checkpoint(last_eval: dict) -> Checkpoint:
+    def checkpoint(last_eval: MetricsRow | None) -> Checkpoint:
         rng = {"data": data_rng.get_state(), "torch": torch.get_rng_state()}
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state()
@@ -246,7 +252,8 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
                           "corpus": corpus_source, "device_used": str(device)},
             model_state=model.state_dict(), optimizer_state=optimizer.state_dict(), step=step,
             best_valid_loss=None if best == math.inf else best, split=split,
-            corpus_summary=corpus_summary or {}, metrics=last_eval, rng_state=rng)
+            corpus_summary=corpus_summary or {},
+            metrics=last_eval.to_dict() if last_eval else {}, rng_state=rng)
 
     def evaluate() -> dict:
         from midigen.evaluate import nll_over_pieces
@@ -261,12 +268,12 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
     deadline = started + 60 * config.minutes if config.minutes and total_steps is None else None
     train_time_s, tokens_per_s, interrupted = 0.0, 0.0, False
     loss_sum, loss_count = torch.zeros((), device=device), 0
-    last_eval = next((r for r in reversed(rows) if "valid_nll" in r), {})
+    last_eval = next((r for r in reversed(rows) if r.is_eval), None)
     train_losses: list[tuple[int, float]] = []
     progress = _progress(console, total_steps)
     with _StopOnSigint() as stop, progress:
         task = progress.add_task("train", total=total_steps, completed=step, loss="-",
-                                 val=f"{last_eval.get('valid_nll', float('nan')):.3f}", tps="-")
+                                 val=_fmt(last_eval), tps="-")
         while total_steps is None or step < total_steps:
             if stop.requested or (stop_after_steps is not None
                                   and step - start_step >= stop_after_steps):
@@ -306,24 +313,24 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
                 done_s = train_time_s + time.perf_counter() - t0
                 tokens_per_s = (step - start_step) * tokens_per_step / max(done_s, 1e-9)
                 train_losses.append((step, train_loss))
-                row = {"step": step, "lr": lr, "train_loss": train_loss,
-                       "tokens_per_s": round(tokens_per_s, 1),
-                       "elapsed_s": round(time.monotonic() - started, 2)}
+                row = MetricsRow(step=step, tokens=step * tokens_per_step, lr=lr,
+                                 train_loss=train_loss, tokens_per_s=round(tokens_per_s, 1),
+                                 elapsed_s=round(time.monotonic() - started, 2))
                 if is_eval:
                     eval_start = time.perf_counter()
-                    row.update(evaluate())
+                    row = replace(row, **evaluate())
                     last_eval = row
-                    if row["valid_nll"] < best:
-                        best = row["valid_nll"]
+                    if row.valid_nll < best:
+                        best = row.valid_nll
                         save_checkpoint(run_dir / "best.pt", checkpoint(row))
                     save_checkpoint(run_dir / "last.pt", checkpoint(row))
                 rows.append(row)
-                _append_row(run_dir / "metrics.jsonl", row)
+                append_row(run_dir / METRICS_FILE, row)
                 if is_eval:
                     _plot(rows, run_dir)
                     eval_s = time.perf_counter() - eval_start
                 progress.update(task, completed=step, loss=f"{train_loss:.3f}",
-                                val=f"{last_eval.get('valid_nll', float('nan')):.3f}",
+                                val=_fmt(last_eval),
                                 tps=f"{tokens_per_s:,.0f}")
             train_time_s += time.perf_counter() - t0 - eval_s
 
@@ -339,18 +346,19 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
                                                 / (per_step + eval_cost / config.eval_every)))
                 progress.update(task, total=total_steps)
 
-        if not interrupted and last_eval.get("step") != step:
+        if not interrupted and (last_eval is None or last_eval.step != step):
             # The budget ended between evaluations (the clock ran out): score and save once more.
-            row = {"step": step, "lr": lr_at(max(step - 1, 0), total_steps, config),
-                   "train_loss": (loss_sum / loss_count).item() if loss_count else None,
-                   "tokens_per_s": round(tokens_per_s, 1),
-                   "elapsed_s": round(time.monotonic() - started, 2), **evaluate()}
+            row = MetricsRow(step=step, tokens=step * tokens_per_step,
+                             lr=lr_at(max(step - 1, 0), total_steps, config),
+                             train_loss=(loss_sum / loss_count).item() if loss_count else None,
+                             tokens_per_s=round(tokens_per_s, 1),
+                             elapsed_s=round(time.monotonic() - started, 2), **evaluate())
             last_eval = row
-            if row["valid_nll"] < best:
-                best = row["valid_nll"]
+            if row.valid_nll < best:
+                best = row.valid_nll
                 save_checkpoint(run_dir / "best.pt", checkpoint(row))
             rows.append(row)
-            _append_row(run_dir / "metrics.jsonl", row)
+            append_row(run_dir / METRICS_FILE, row)
             _plot(rows, run_dir)
         save_checkpoint(run_dir / "last.pt", checkpoint(last_eval))
     return TrainResult(
@@ -369,18 +377,5 @@ def _vocab_size(tokenizer_config: TokenizerConfig) -> int:
     return vocabulary(tokenizer_config).size
 
 
-def _append_row(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
-def _read_rows(path: Path, up_to_step: int) -> list[dict]:
-    """Metrics rows of an earlier session, without those after the checkpoint resumed from."""
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r.get("step", 0) <= up_to_step]
+def _fmt(row: MetricsRow | None) -> str:
+    return f"{row.valid_nll:.3f}" if row is not None else "nan"

@@ -28,6 +28,7 @@ from midigen.audio import (
 )
 from midigen.errors import MidigenError
 from midigen.events import Note, empty_notes, notes_to_array
+from midigen.metrics import MetricsRow
 from midigen.render import find_player, plot_piano_roll, plot_training_curves, render_samples
 
 RELEASE_TAIL_S = 3.0  # reverb + the slowest release in FluidR3_GM of the programs used here
@@ -221,8 +222,8 @@ def test_piano_roll_with_drums_and_edge_cases(tmp_path):
 
 
 def test_training_curves(tmp_path):
-    rows = [{"step": s, "tokens": s * 4096, "train_loss": 3 * math.exp(-s / 300) + 1.2,
-             "valid_loss": 3 * math.exp(-s / 300) + 1.4 if s % 100 == 0 else None}
+    rows = [MetricsRow(step=s, tokens=s * 4096, train_loss=3 * math.exp(-s / 300) + 1.2,
+                       valid_nll=3 * math.exp(-s / 300) + 1.4 if s % 100 == 0 else None)
             for s in range(0, 1001, 20)]
     path = tmp_path / "curves.png"
     for n in (0, 1, 2, len(rows)):  # every evaluation redraws the same file

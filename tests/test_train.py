@@ -62,13 +62,13 @@ def test_tiny_model_overfits_one_phrase(tmp_path):
     # nats means the model uses far more than the previous event.
     result = train(phrase_pieces(), TOK, tiny_model(), tiny_train(steps=150), tmp_path / "run")
     assert math.log(V) > 5
-    assert result.last_eval["valid_nll"] < 0.3
+    assert result.last_eval.valid_nll < 0.3
     assert result.train_losses[-1][1] < 0.3
-    assert result.last_eval["valid_ppl"] == pytest.approx(math.exp(result.last_eval["valid_nll"]))
+    assert result.last_eval.valid_ppl == pytest.approx(math.exp(result.last_eval.valid_nll))
     # NLL per second: total nats / seconds of the validation pieces.
     valid_events = result.split_sizes["valid_events"] - result.split_sizes["valid_pieces"]
-    per_s = result.last_eval["valid_nll"] * valid_events / result.split_sizes["valid_seconds"]
-    assert result.last_eval["valid_nll_per_s"] == pytest.approx(per_s, rel=1e-6)
+    per_s = result.last_eval.valid_nll * valid_events / result.split_sizes["valid_seconds"]
+    assert result.last_eval.valid_nll_per_s == pytest.approx(per_s, rel=1e-6)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 150 and "valid_nll" in rows[-1]
     assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "last.pt").exists()
@@ -88,7 +88,7 @@ def test_resume_continues_step_count_and_loss_curve(tmp_path):
     assert [s for s, _ in first.train_losses + rest.train_losses] == list(range(1, 17))
     assert np.allclose([loss for _, loss in first.train_losses + rest.train_losses],
                        [loss for _, loss in whole.train_losses], rtol=1e-5, atol=1e-6)
-    assert rest.last_eval["valid_nll"] == pytest.approx(whole.last_eval["valid_nll"], rel=1e-5)
+    assert rest.last_eval.valid_nll == pytest.approx(whole.last_eval.valid_nll, rel=1e-5)
     steps = [json.loads(r)["step"] for r in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 17))
 
@@ -177,3 +177,50 @@ def test_init_from_needs_the_same_tokenizer(tmp_path):
     with pytest.raises(MidigenError, match="other tokenizer settings"):
         train(pieces, other, ModelConfig(vocabulary(other).size, hidden=8, layers=1),
               tiny_train(steps=5), tmp_path / "b", init_from=load_checkpoint(tmp_path / "a"))
+
+
+def test_curves_png_shows_the_validation_curve_that_training_wrote(tmp_path):
+    from matplotlib.image import imread
+
+    from midigen.metrics import read_rows
+
+    train(phrase_pieces(), TOK, tiny_model(), tiny_train(steps=40, eval_every=10), tmp_path / "run")
+    rows = read_rows(tmp_path / "run" / "metrics.jsonl")
+    assert [r.step for r in rows if r.is_eval] == [10, 20, 30, 40]
+    assert rows[-1].tokens == 40 * 8 * 48
+    image = imread(tmp_path / "run" / "curves.png")[..., :3]
+    orange = np.abs(image - np.array([1.0, 0.498, 0.055])).max(axis=-1) < 0.08  # tab:orange
+    blue = np.abs(image - np.array([0.122, 0.467, 0.706])).max(axis=-1) < 0.08  # tab:blue
+    # Beyond the legend swatches (about 60 pixels each): the curves themselves are drawn.
+    assert orange.sum() > 300 and blue.sum() > 300
+
+
+def test_a_failing_plot_is_one_warning_and_training_goes_on(tmp_path, monkeypatch, caplog):
+    import midigen.pianoroll
+
+    def broken(rows, path):
+        raise ValueError("no ink")
+
+    monkeypatch.setattr(midigen.pianoroll, "plot_training_curves", broken)
+    result = train(phrase_pieces(), TOK, tiny_model(), tiny_train(steps=4, eval_every=2),
+                   tmp_path / "run")
+    assert result.step == 4 and (tmp_path / "run" / "last.pt").exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings and all("curves.png" in w and "no ink" in w for w in warnings)
+
+
+def test_resume_drops_a_torn_last_metrics_line(tmp_path):
+    config = tiny_train(steps=8, eval_every=4, log_every=1)
+    pieces = phrase_pieces()
+    train(pieces, TOK, tiny_model(), config, tmp_path / "run", stop_after_steps=4)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    with open(metrics, "a") as f:
+        f.write('{"step": 5, "lr": 0.0')  # killed in the middle of writing a row
+    rest = train(pieces, TOK, tiny_model(), config, tmp_path / "run",
+                 resume_from=load_checkpoint(tmp_path / "run" / "last.pt"))
+    assert rest.step == 8
+    assert [json.loads(r)["step"] for r in metrics.read_text().splitlines()] == list(range(1, 9))
+    metrics.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
+    with pytest.raises(MidigenError, match="line 2"):
+        train(pieces, TOK, tiny_model(), config, tmp_path / "run",
+              resume_from=load_checkpoint(tmp_path / "run" / "last.pt"))

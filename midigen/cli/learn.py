@@ -178,17 +178,18 @@ def _report(result) -> None:
                   f"(continue with: midigen train --resume {result.run_dir})")
         return
     ev = result.last_eval
+    num = lambda v, fmt: format(float("nan") if v is None else v, fmt)
     table = Table(title=f"trained {result.step} steps in {result.elapsed_s / 60:.1f} min")
     table.add_column("")
     table.add_column("value", justify="right")
     rows = [("parameters", f"{result.num_parameters:,}"),
             ("pieces train / valid", f"{result.split_sizes['train_pieces']} / {result.split_sizes['valid_pieces']}"),
             ("events train / valid", f"{result.split_sizes['train_events']:,} / {result.split_sizes['valid_events']:,}"),
-            ("train loss (nats/event)", f"{ev.get('train_loss') or float('nan'):.3f}"),
-            ("valid NLL (nats/event)", f"{ev.get('valid_nll', float('nan')):.3f}"),
+            ("train loss (nats/event)", num(ev.train_loss, ".3f")),
+            ("valid NLL (nats/event)", num(ev.valid_nll, ".3f")),
             ("best valid NLL", f"{result.best_valid_loss:.3f}"),
-            ("valid perplexity", f"{ev.get('valid_ppl', float('nan')):.2f}"),
-            ("valid NLL per second", f"{ev.get('valid_nll_per_s', float('nan')):.2f}")]
+            ("valid perplexity", num(ev.valid_ppl, ".2f")),
+            ("valid NLL per second", num(ev.valid_nll_per_s, ".2f"))]
     rows += [(k + " (nats/event)", f"{v:.3f}") for k, v in _baselines(result).items()]
     rows += [("tokens/s", f"{result.tokens_per_s:,.0f}"), ("run folder", str(result.run_dir))]
     for name, value in rows:
@@ -204,12 +205,14 @@ def inspect(
 ) -> None:
     """Show what a checkpoint holds: configs, step, losses, size, corpus."""
     from midigen.checkpoint import load_checkpoint
+    from midigen.metrics import MetricsRow
 
     ckpt = load_checkpoint(checkpoint)
+    latest = MetricsRow.from_dict(ckpt.metrics).to_dict() if "step" in ckpt.metrics else {}
     info = {
         "path": str(ckpt.path), "midigen_version": ckpt.version, "step": ckpt.step,
         "total_steps": ckpt.train_config.get("total_steps"),
-        "best_valid_nll": ckpt.best_valid_loss, "latest_metrics": ckpt.metrics,
+        "best_valid_nll": ckpt.best_valid_loss, "latest_metrics": latest,
         "parameters": int(sum(t.numel() for t in ckpt.model_state.values())),
         "tokenizer": ckpt.tokenizer_config.to_dict(), "model": ckpt.model_config.to_dict(),
         "training": ckpt.train_config,
