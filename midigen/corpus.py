@@ -12,18 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import random
 import shutil
-import signal
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,13 +25,11 @@ import numpy as np
 
 from midigen import midi_io
 from midigen.errors import MidigenError
-from midigen.tokenizer import DRUM_KEY, TokenizerConfig, encode_notes, vocabulary
+from midigen.reading import Progress, read_files, worker_pool
+from midigen.tokenizer import DRUM_KEY, TokenizerConfig, vocabulary
 
 CACHE_VERSION = 1
-FILE_TIMEOUT_S = 60  # a file that takes longer is skipped as "timed out"
 BUILTIN_CORPUS = Path("corpora") / "bach-chorales"
-
-Progress = Callable[[int, int], None]  # (files done, files to read)
 
 
 @dataclass
@@ -103,121 +95,6 @@ def cache_dir_for(folder: Path, config: TokenizerConfig) -> Path:
     key = json.dumps({"folder": str(folder), "config": config.to_dict(), "v": CACHE_VERSION},
                      sort_keys=True)
     return cache_root() / "corpora" / hashlib.sha256(key.encode()).hexdigest()[:20]
-
-
-# --------------------------------------------------------------------------- reading
-
-def read_file_tokens(path: str, config: TokenizerConfig) -> dict:
-    """What one file gives: {'status': 'ok', 'pieces': [...]} or {'status': 'skipped', 'reason'}.
-
-    Never raises: this runs in worker processes, where one bad file must not stop the run.
-    """
-    try:
-        pieces = []
-        for piece in midi_io.read_score(path):
-            ids = encode_notes(piece.notes, config)
-            if len(ids) <= 2:
-                continue
-            keys = np.where(piece.notes["is_drum"], DRUM_KEY, piece.notes["program"])
-            pieces.append({"name": piece.name, "ids": ids.astype(np.uint16),
-                           "duration_s": round(piece.duration_s, 3),
-                           "num_notes": len(piece.notes),
-                           "programs": sorted({int(k) for k in np.unique(keys)})})
-        if not pieces:
-            return {"status": "skipped", "reason": "no notes in the tokenizer's range"}
-        return {"status": "ok", "pieces": pieces}
-    except MidigenError as e:
-        return {"status": "skipped", "reason": str(e)}
-    except MemoryError:
-        return {"status": "skipped", "reason": "out of memory"}
-    except Exception as e:  # noqa: BLE001 - a reader bug must not end a corpus run
-        return {"status": "skipped", "reason": f"reader error ({type(e).__name__})"}
-
-
-class _Timeout(Exception):
-    pass
-
-
-def _on_alarm(signum, frame):
-    raise _Timeout
-
-
-def _read_chunk(paths: list[str], config_dict: dict) -> list[dict]:
-    """Worker entry: read a chunk of files, each under a time limit where signals allow."""
-    config = TokenizerConfig.from_dict(config_dict)
-    use_alarm = threading.current_thread() is threading.main_thread() and hasattr(signal,
-                                                                                   "SIGALRM")
-    results = []
-    for path in paths:
-        if not use_alarm:
-            results.append(read_file_tokens(path, config))
-            continue
-        previous = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.alarm(FILE_TIMEOUT_S)
-        try:
-            results.append(read_file_tokens(path, config))
-        except _Timeout:
-            results.append({"status": "skipped", "reason": f"timed out (> {FILE_TIMEOUT_S} s)"})
-        finally:
-            signal.alarm(0)
-            signal.signal(signal.SIGALRM, previous)
-    return results
-
-
-def _pool(jobs: int) -> ProcessPoolExecutor:
-    # fork: workers start in milliseconds with numpy/symusic/the tokenizer already imported.
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=context)
-
-
-def read_files(paths: list[str], config: TokenizerConfig, jobs: int | None = None,
-               progress: Progress | None = None) -> list[dict]:
-    """read_file_tokens over many files, in parallel; results in the order of paths."""
-    jobs = max(1, jobs or os.cpu_count() or 1)
-    total = len(paths)
-    results: list[dict | None] = [None] * total
-    config_dict = config.to_dict()
-    if jobs == 1 or total < 8:
-        for i, path in enumerate(paths):
-            results[i] = _read_chunk([path], config_dict)[0]
-            if progress:
-                progress(i + 1, total)
-        return results  # type: ignore[return-value]
-
-    chunk = max(1, min(32, total // (jobs * 8)))
-    starts = list(range(0, total, chunk))
-    done = 0
-    retry: list[int] = []
-    with _pool(jobs) as pool:
-        futures = {pool.submit(_read_chunk, paths[s:s + chunk], config_dict): s for s in starts}
-        if progress:
-            progress(0, total)
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                s = futures[future]
-                try:
-                    for k, result in enumerate(future.result()):
-                        results[s + k] = result
-                except BrokenProcessPool:
-                    retry += range(s, min(s + chunk, total))
-                    continue
-                done += min(chunk, total - s)
-                if progress:
-                    progress(done, total)
-    # A worker died (a crash inside a C library): read those files one at a time to find it.
-    for i in retry:
-        with _pool(1) as pool:
-            try:
-                results[i] = pool.submit(_read_chunk, [paths[i]], config_dict).result()[0]
-            except BrokenProcessPool:
-                results[i] = {"status": "skipped", "reason": "crashed the reader"}
-        done += 1
-        if progress:
-            progress(done, total)
-    return results  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- the cache
@@ -399,7 +276,7 @@ def ensure_builtin_corpus(progress: Progress | None = None, jobs: int | None = N
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".bach-chorales-"))
     try:
         jobs = max(1, jobs or os.cpu_count() or 1)
-        with _pool(jobs) as pool:
+        with worker_pool(jobs) as pool:
             if progress:
                 progress(0, len(names))
             for done, _ in enumerate(pool.map(_write_chorale, [(n, str(tmp)) for n in names],
