@@ -1,11 +1,11 @@
-"""A folder of scores -> token ids, read in parallel once and then served from a cache.
+"""A folder of scores -> token ids, read in parallel once and then served from a store.
 
-Users point midigen at tens of thousands of files, so reading is parallel (one process per
-core, files in chunks) and remembered: the cache keeps, per file, its size and mtime and
-what reading it gave (pieces, or the reason it was skipped), plus all token ids in one
-uint16 array. A second run re-reads only new or changed files. The cache lives under
-$MIDIGEN_CACHE (default ~/.cache/midigen), never inside the user's folder, keyed by the
-folder's absolute path and the TokenizerConfig, and is replaced atomically.
+Users point midigen at hundreds of thousands of files, so reading is parallel (one process
+per core, files in chunks) and remembered in a token store (midigen.token_store): per file,
+its size and mtime and what reading it gave (pieces, or the reason it was skipped), with the
+ids in memory-mapped shards. A second run re-reads only new, changed or damaged files. The
+store lives under $MIDIGEN_CACHE (default ~/.cache/midigen), never inside the user's folder,
+keyed by the folder's absolute path and the TokenizerConfig.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import random
 import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,9 +25,10 @@ import numpy as np
 from midigen import midi_io
 from midigen.errors import MidigenError
 from midigen.reading import Progress, read_files, worker_pool
+from midigen.token_store import StoreDamaged, TokenStore
 from midigen.tokenizer import DRUM_KEY, TokenizerConfig, vocabulary
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 1 was a JSON manifest and one .npy: left alone, never read
 BUILTIN_CORPUS = Path("corpora") / "bach-chorales"
 
 
@@ -97,113 +97,96 @@ def cache_dir_for(folder: Path, config: TokenizerConfig) -> Path:
     return cache_root() / "corpora" / hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
-# --------------------------------------------------------------------------- the cache
+# --------------------------------------------------------------------------- the store
 
-def _load_cache(cache: Path) -> tuple[dict, np.ndarray]:
-    """The previous manifest and ids (empty ones if there is no usable cache)."""
-    try:
-        manifest = json.loads((cache / "manifest.json").read_text())
-        if manifest.get("version") != CACHE_VERSION:
-            raise ValueError("old cache")
-        ids = np.load(cache / manifest["ids_file"])
-        return manifest, ids
-    except (OSError, ValueError, KeyError):
-        return {"files": {}}, np.zeros(0, dtype=np.uint16)
-
-
-def _save_cache(cache: Path, manifest: dict, ids: np.ndarray) -> None:
-    """Write ids under a fresh name, then swap the manifest in: readers never see a mix."""
-    cache.mkdir(parents=True, exist_ok=True)
-    ids_file = f"ids-{uuid.uuid4().hex[:12]}.npy"
-    with open(cache / ids_file, "wb") as f:
-        np.save(f, ids)
-    manifest["ids_file"] = ids_file
-    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".manifest", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f)
-    os.replace(tmp, cache / "manifest.json")
-    for stale in cache.glob("ids-*.npy"):
-        if stale.name != ids_file:
-            stale.unlink(missing_ok=True)
+READ_BATCH_FILES = 1000  # files read between commits: a killed cold run keeps what it read
 
 
 def load_corpus(folder: str | os.PathLike | None, config: TokenizerConfig | None = None,
                 jobs: int | None = None, progress: Progress | None = None) -> Corpus:
-    """Every piece of a folder as token ids, reading only what the cache does not know.
+    """Every piece of a folder as token ids, reading only what the token store does not know.
 
     `folder=None` means the built-in corpus (built on first use). Files that cannot be read
     are skipped and counted by reason in `summary`; this raises only when the folder itself
-    is missing or unusable.
+    is missing or unusable, or the store cannot be written. Piece ids are read-only views of
+    memory-mapped shards. Repairs the store made are listed in summary["store_notes"].
     """
     began = time.perf_counter()
     config = config or TokenizerConfig()
     if vocabulary(config).size > np.iinfo(np.uint16).max:
-        raise MidigenError("vocabulary too large for the uint16 token cache")
+        raise MidigenError("vocabulary too large for the uint16 token store")
     folder = Path(ensure_builtin_corpus(progress) if folder is None else folder).resolve()
     if not folder.is_dir():
         raise MidigenError(f"corpus folder not found: {folder}")
 
     files = _walk_scores(folder)
-    cache = cache_dir_for(folder, config)
-    manifest, old_ids = _load_cache(cache)
-    old_files = manifest.get("files", {})
+    directory = cache_dir_for(folder, config)
+    with TokenStore(directory) as store:
+        try:
+            entries, rows, num_read = _update_store(store, files, config, jobs, progress)
+        except StoreDamaged:
+            store.rebuild("its database was damaged")
+            entries, rows, num_read = _update_store(store, files, config, jobs, progress)
+        arrays = store.arrays(rows)
+        store.compact_if_worth_it()
+        notes = store.notes
+    pieces = [PieceTokens(r.name, r.rel, ids, r.duration_s, r.num_notes,
+                          tuple(int(p) for p in r.programs.split(",") if p))
+              for r, ids in zip(rows, arrays)]
+    summary = summarize(folder, entries, pieces)
+    summary.update(files_from_cache=len(entries) - num_read, files_parsed=num_read,
+                   cache=str(directory), seconds=round(time.perf_counter() - began, 3))
+    if notes:
+        summary["store_notes"] = notes
+    return Corpus(folder=folder, config=config, pieces=pieces, summary=summary)
 
-    entries: dict[str, dict] = {}
-    stale: list[tuple[str, Path, os.stat_result]] = []
+
+def _update_store(store: TokenStore, files: list[tuple[str, str]], config: TokenizerConfig,
+                  jobs: int | None, progress: Progress | None):
+    """Read new, changed and damaged files into the store and forget removed ones.
+
+    Returns ({rel: {'status', 'reason'}} of the folder's files, live piece rows of those
+    files in (file, piece) order, number of files read now).
+    """
+    known = store.files()
+    stale: list[tuple[str, str, int, int]] = []
+    present: dict[str, tuple[int, int]] = {}
     for rel, path in files:
         try:
             st = os.stat(path)
         except OSError:
             continue
-        known = old_files.get(rel)
-        if known and known["size"] == st.st_size and known["mtime_ns"] == st.st_mtime_ns:
-            entries[rel] = known
-        else:
-            stale.append((rel, path, st))
+        present[rel] = (st.st_size, st.st_mtime_ns)
+        record = known.get(rel)
+        if record is None or record[0] != st.st_size or record[1] != st.st_mtime_ns:
+            stale.append((rel, path, st.st_size, st.st_mtime_ns))
+    store.forget([rel for rel in known if rel not in present])
+    stale_rels = {s[0] for s in stale}
+    unchanged = [r for r in store.live_pieces() if r.rel in present and r.rel not in stale_rels]
+    damaged = store.verify(unchanged)
+    path_of = dict(files)
+    stale += [(rel, path_of[rel], *present[rel]) for rel in sorted(damaged)]
+    verified = {(r.shard, r.offset) for r in unchanged if r.rel not in damaged}
 
-    results = read_files([str(p) for _, p, _ in stale], config, jobs, progress)
-    new_arrays: dict[str, list[np.ndarray]] = {}
-    for (rel, _, st), result in zip(stale, results):
-        entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "status": result["status"],
-                 "reason": result.get("reason"), "pieces": []}
-        arrays = []
-        for piece in result.get("pieces", []):
-            arrays.append(piece.pop("ids"))
-            entry["pieces"].append(piece)
-        entries[rel] = entry
-        new_arrays[rel] = arrays
+    total = len(stale)
+    for start in range(0, total, READ_BATCH_FILES):
+        batch = stale[start:start + READ_BATCH_FILES]
+        report = (lambda done, _n, s=start: progress(s + done, total)) if progress else None
+        results = read_files([path for _, path, _, _ in batch], config, jobs, report)
+        written = store.record([(rel, size, mtime, result)
+                                for (rel, _, size, mtime), result in zip(batch, results)])
+        verified.update((r.shard, r.offset) for r in written)
 
-    # Lay all ids out in file order; reuse old slices for files the cache already knew.
-    changed = bool(stale) or set(old_files) != set(entries)
-    chunks, offset, pieces = [], 0, []
-    for rel in sorted(entries):
-        entry = entries[rel]
-        fresh = new_arrays.get(rel)
-        for k, meta in enumerate(entry["pieces"]):
-            if fresh is not None:
-                arr = fresh[k]
-            else:
-                arr = old_ids[meta["offset"]:meta["offset"] + meta["length"]]
-            if changed:
-                meta = dict(meta, offset=offset, length=len(arr))
-                entry["pieces"][k] = meta
-                chunks.append(arr)
-                offset += len(arr)
-            pieces.append(PieceTokens(meta["name"], rel, arr, meta["duration_s"],
-                                      meta["num_notes"], tuple(meta["programs"])))
-    if changed:
-        ids = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint16)
-        manifest = {"version": CACHE_VERSION, "folder": str(folder), "config": config.to_dict(),
-                    "files": entries}
-        try:
-            _save_cache(cache, manifest, ids.astype(np.uint16, copy=False))
-        except OSError as e:
-            raise MidigenError(f"cannot write the token cache in {cache} ({e.strerror})") from None
-
-    summary = summarize(folder, entries, pieces)
-    summary.update(files_from_cache=len(files) - len(stale), files_parsed=len(stale),
-                   cache=str(cache), seconds=round(time.perf_counter() - began, 3))
-    return Corpus(folder=folder, config=config, pieces=pieces, summary=summary)
+    # What the store holds now (a concurrent run may have committed too: check its rows).
+    rows = [r for r in store.live_pieces() if r.rel in present]
+    unchecked = [r for r in rows if (r.shard, r.offset) not in verified]
+    if unchecked and store.verify(unchecked):
+        raise MidigenError("the token store changed under this run and holds damaged ids; "
+                           "run the command again")
+    records = store.files()
+    entries = {rel: {"status": records[rel][2], "reason": records[rel][3]}
+               for rel in present if rel in records}
+    return entries, [r for r in rows if r.rel in entries], total
 
 
 def summarize(folder: Path, entries: dict[str, dict], pieces: list[PieceTokens]) -> dict:

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from midigen.cli.app import app, out, print_json
+from midigen.cli.app import app, err, out, print_json
 from midigen.errors import MidigenError
 
 _MODEL, _TRAIN, _TOKENS, _RUN = "Model", "Training", "Tokenizer", "Run folder"
@@ -97,6 +97,8 @@ def _load_pieces(folder: Path | None, tokenizer_config):
         task = bar.add_task("reading scores", total=None)
         corpus = load_corpus(folder, tokenizer_config,
                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+    for note in corpus.summary.get("store_notes", []):
+        err.print(f"note: {note}", markup=False, highlight=False)
     pieces = [p for p in corpus.pieces if len(p.ids) >= 2]
     if not pieces:
         s = corpus.summary

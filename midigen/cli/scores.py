@@ -108,6 +108,8 @@ def corpus(
 
     with ProgressBar("reading", enabled=err.is_terminal) as bar:
         result = load_corpus(folder, None, jobs=jobs, progress=bar)
+    for note in result.summary.get("store_notes", []):
+        err.print(f"note: {note}", markup=False, highlight=False)
     if as_json:
         print_json(result.summary)
     else:
