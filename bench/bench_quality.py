@@ -43,8 +43,8 @@ from midigen.batches import build_stream, random_windows
 from midigen.corpus import load_corpus
 from midigen.evaluate import nll_over_pieces
 from midigen.model import ModelConfig, MusicRNN
+from midigen.split import split_pieces
 from midigen.tokenizer import TokenizerConfig, vocabulary
-from midigen.train import split_corpus
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -105,7 +105,7 @@ def nottingham_split(seed: int, config: TokenizerConfig):
         if not link.exists():
             link.symlink_to(src)
     corpus = load_corpus(folder, config)
-    train, valid = split_corpus(corpus.pieces, 0.1, seed)
+    train, valid = split_pieces(corpus.pieces, 0.1, seed)
     return train, valid
 
 

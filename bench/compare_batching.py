@@ -24,8 +24,9 @@ from midigen.corpus import load_corpus
 from midigen.device import pick_device
 from midigen.evaluate import nll_over_pieces
 from midigen.model import ModelConfig, MusicRNN, detach_state
+from midigen.split import split_pieces
 from midigen.tokenizer import TokenizerConfig, vocabulary
-from midigen.train import TrainConfig, lr_at, split_corpus
+from midigen.train import TrainConfig, lr_at
 
 
 def run(kind: str, stream, valid_ids, model_config, config: TrainConfig, steps: int, seed: int):
@@ -72,7 +73,7 @@ def main() -> None:
     pick_device("cpu")
     tok = TokenizerConfig()
     corpus = load_corpus(None, tok)
-    train_p, valid_p = split_corpus(corpus.pieces, 0.1, 0)
+    train_p, valid_p = split_pieces(corpus.pieces, 0.1, 0)
     stream = build_stream([p.ids for p in train_p], tok)
     valid_ids = [p.ids.astype(np.int64) for p in valid_p]
     mc = ModelConfig(vocabulary(tok).size, embed_dim=64, hidden=args.hidden, layers=args.layers,

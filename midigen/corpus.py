@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -215,25 +214,6 @@ def summarize(folder: Path, entries: dict[str, dict], pieces: list[PieceTokens])
         "hours": round(sum(p.duration_s for p in pieces) / 3600, 3),
         "instruments": dict(sorted(instruments.items(), key=lambda kv: -kv[1])),
     }
-
-
-def split_pieces(pieces: list[PieceTokens], valid_fraction: float = 0.1,
-                 seed: int = 0) -> tuple[list[PieceTokens], list[PieceTokens]]:
-    """(train, valid) split by file, so tunes of one ABC file never straddle it; seeded.
-
-    With two or more files and valid_fraction > 0, both sides get at least one file.
-    """
-    if not 0 <= valid_fraction < 1:
-        raise MidigenError("the validation fraction must be in [0, 1)")
-    files = sorted({p.file for p in pieces})
-    random.Random(seed).shuffle(files)
-    num_valid = round(len(files) * valid_fraction)
-    if valid_fraction > 0 and len(files) >= 2:
-        num_valid = min(max(num_valid, 1), len(files) - 1)
-    valid_files = set(files[:num_valid])
-    train = [p for p in pieces if p.file not in valid_files]
-    valid = [p for p in pieces if p.file in valid_files]
-    return train, valid
 
 
 # --------------------------------------------------------------------------- built-in corpus

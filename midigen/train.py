@@ -31,6 +31,7 @@ from midigen.device import autocast, pick_device
 from midigen.errors import MidigenError
 from midigen.metrics import METRICS_FILE, MetricsRow, append_row, read_rows, write_rows
 from midigen.model import ModelConfig, MusicRNN
+from midigen.split import SPLIT_MODES, split_pieces
 from midigen.tokenizer import TokenizerConfig
 
 DEFAULT_STEPS = 2000
@@ -54,6 +55,7 @@ class TrainConfig:
     eval_every: int = 250
     log_every: int = 10
     valid_fraction: float = 0.1
+    split_by: str = "auto"  # midigen.split: which files are versions of one piece
     seed: int = 0
     transpose: int = 3  # +- semitones, per window (Performance RNN uses +-3)
     time_stretch: float = 0.0  # 0.05 adds copies 5% faster and slower
@@ -72,6 +74,8 @@ class TrainConfig:
             raise MidigenError("--seq-len must be at least 2, --batch-size and --eval-every at least 1")
         if not 0 < self.valid_fraction < 1:
             raise MidigenError("--valid-fraction must be between 0 and 1")
+        if self.split_by not in SPLIT_MODES:
+            raise MidigenError(f"--split-by must be one of {', '.join(SPLIT_MODES)}")
         if self.lr <= 0 or self.transpose < 0 or self.time_stretch < 0:
             raise MidigenError("--lr must be positive, --transpose and --time-stretch not negative")
 
@@ -99,6 +103,7 @@ class TrainResult:
     train_losses: list[tuple[int, float]] = field(default_factory=list)
     num_parameters: int = 0
     split_sizes: dict = field(default_factory=dict)
+    split_by: str = "auto"
 
 
 def lr_at(step: int, total_steps: int | None, config: TrainConfig) -> float:
@@ -111,17 +116,6 @@ def lr_at(step: int, total_steps: int | None, config: TrainConfig) -> float:
     progress = min(1.0, (step - config.warmup_steps) / span)
     low = config.lr * config.min_lr_fraction
     return low + 0.5 * (config.lr - low) * (1 + math.cos(math.pi * progress))
-
-
-def split_corpus(pieces: list, valid_fraction: float, seed: int) -> tuple[list, list]:
-    """Training and validation pieces, split by file so no file is on both sides (seeded)."""
-    from midigen.corpus import split_pieces
-
-    num_files = len({str(p.file) for p in pieces})
-    if num_files < 2:
-        raise MidigenError(f"the corpus has {num_files} readable file(s): at least 2 are needed "
-                           "to hold some out for validation")
-    return split_pieces(pieces, valid_fraction, seed)
 
 
 class _StopOnSigint:
@@ -196,9 +190,11 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
             raise MidigenError(f"{what} checkpoint was trained with other tokenizer settings "
                                f"({other.tokenizer_config.to_dict()}); use the same ones")
 
-    # --- data: split by file, the training stream, the validation pieces --------------------
-    train_pieces, valid_pieces = split_corpus(pieces, config.valid_fraction, config.seed)
-    split = {"valid_fraction": config.valid_fraction, "seed": config.seed,
+    # --- data: split by groups of files, the training stream, the validation pieces ---------
+    # A resumed run keeps its own split (runs from before split modes were split by file).
+    split_by = resume_from.split.get("by", "file") if resume_from is not None else config.split_by
+    train_pieces, valid_pieces = split_pieces(pieces, config.valid_fraction, config.seed, split_by)
+    split = {"valid_fraction": config.valid_fraction, "seed": config.seed, "by": split_by,
              "train": [p.name for p in train_pieces], "valid": [p.name for p in valid_pieces]}
     if resume_from is not None and resume_from.split.get("valid") != split["valid"]:
         raise MidigenError("the corpus has changed since this run started (its validation "
@@ -366,6 +362,7 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
         best_valid_loss=None if best == math.inf else best, last_eval=last_eval,
         tokens_per_s=tokens_per_s, elapsed_s=time.monotonic() - started, interrupted=interrupted,
         train_losses=train_losses, num_parameters=model.num_parameters(),
+        split_by=split_by,
         split_sizes={"train_pieces": len(train_pieces), "valid_pieces": len(valid_pieces),
                      "train_events": len(stream), "valid_events": sum(map(len, valid_ids)),
                      "valid_seconds": valid_seconds})

@@ -15,8 +15,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import score_files as sf
 
-from midigen.corpus import find_score_files, load_corpus, split_pieces
+from midigen.corpus import find_score_files, load_corpus
 from midigen.midi_io import read_midi_notes, read_score, write_midi
+from midigen.split import split_pieces
 from midigen.tokenizer import DRUM_KEY, TokenizerConfig, decode_ids, quantize_notes, velocity_to_bin
 
 CONFIG = TokenizerConfig()

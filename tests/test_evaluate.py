@@ -15,8 +15,9 @@ from midigen.evaluate import evaluate_corpus, nll_over_pieces, summarise_nll
 from midigen.events import Note, notes_to_array
 from midigen.midi_io import write_midi
 from midigen.model import ModelConfig, MusicRNN
+from midigen.split import split_pieces
 from midigen.tokenizer import TokenizerConfig, vocabulary
-from midigen.train import TrainConfig, split_corpus, train
+from midigen.train import TrainConfig, train
 
 
 class Uniform(nn.Module):
@@ -107,7 +108,7 @@ def tiny_run(tmp_path_factory):
     train_config = TrainConfig(steps=40, eval_every=40, seq_len=32, batch_size=4,
                                valid_fraction=0.34, warmup_steps=5, device="cpu", transpose=0)
     result = train(corpus.pieces, config, model_config, train_config, root / "run")
-    _, valid = split_corpus(corpus.pieces, train_config.valid_fraction, train_config.seed)
+    _, valid = split_pieces(corpus.pieces, train_config.valid_fraction, train_config.seed)
     valid_dir = root / "valid"
     valid_dir.mkdir()
     for p in valid:

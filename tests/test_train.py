@@ -224,3 +224,20 @@ def test_resume_drops_a_torn_last_metrics_line(tmp_path):
     with pytest.raises(MidigenError, match="line 2"):
         train(pieces, TOK, tiny_model(), config, tmp_path / "run",
               resume_from=load_checkpoint(tmp_path / "run" / "last.pt"))
+
+
+def test_split_mode_is_saved_and_kept_on_resume(tmp_path):
+    # Two performances per folder: by folder they stay together; a resume that asked for
+    # another mode would change the validation pieces, so the checkpoint's mode wins.
+    pieces = [Piece(p.name, f"piece{i // 2}/take{i % 2}.mid", p.ids, p.duration_s)
+              for i, p in enumerate(phrase_pieces(8))]
+    config = tiny_train(steps=4, eval_every=2, split_by="folder", valid_fraction=0.25)
+    first = train(pieces, TOK, tiny_model(), config, tmp_path / "run", stop_after_steps=2)
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt.split["by"] == "folder" and first.split_by == "folder"
+    folders = {f.split("/")[0] for f in (p.file for p in pieces if p.name in ckpt.split["valid"])}
+    assert len(ckpt.split["valid"]) == 2 * len(folders)
+    rest = train(pieces, TOK, tiny_model(), tiny_train(steps=4, eval_every=2, valid_fraction=0.25,
+                                                         split_by="file"),
+                 tmp_path / "run", resume_from=ckpt)
+    assert rest.split_by == "folder" and rest.step == 4

@@ -25,6 +25,13 @@ class Cell(str, enum.Enum):
     gru = "gru"
 
 
+class SplitBy(str, enum.Enum):
+    auto = "auto"
+    file = "file"
+    folder = "folder"
+    name = "name"
+
+
 class Device(str, enum.Enum):
     auto = "auto"
     cpu = "cpu"
@@ -54,6 +61,8 @@ def train(
     minutes: Annotated[float | None, _opt("Budget in minutes of wall-clock time.", _TRAIN, min=0.0)] = None,
     eval_every: Annotated[int | None, _opt("Validate every N steps (default 250).", _TRAIN, min=1)] = None,
     valid_fraction: Annotated[float | None, _opt("Share of files held out (default 0.1).", _TRAIN)] = None,
+    split_by: Annotated[SplitBy | None, _opt("Which files are versions of one piece and stay on one side: "
+                                             "folder, name, file, or auto (small leaf folders, else name; default).", _TRAIN)] = None,
     seed: Annotated[int | None, _opt("Seed for split, data order, init (default 0).", _TRAIN, min=0)] = None,
     transpose: Annotated[int | None, _opt("Random transposition, +- semitones (default 3).", _TRAIN, min=0, max=12)] = None,
     time_stretch: Annotated[float | None, _opt("Add copies F faster and slower, e.g. 0.05.", _TRAIN, min=0.0)] = None,
@@ -70,7 +79,8 @@ def train(
                   "cell": cell.value if cell else None}
     train_opts = {"seq_len": seq_len, "batch_size": batch_size, "lr": lr, "steps": steps,
                   "epochs": epochs, "minutes": minutes, "eval_every": eval_every,
-                  "valid_fraction": valid_fraction, "seed": seed, "transpose": transpose,
+                  "valid_fraction": valid_fraction, "split_by": split_by.value if split_by else None,
+                  "seed": seed, "transpose": transpose,
                   "time_stretch": time_stretch}
     token_opts = {"steps_per_second": steps_per_second, "num_velocity_bins": velocity_bins,
                   "use_programs": False if no_programs else None}
@@ -162,10 +172,11 @@ def _resume(run_dir: Path, device: str):
 def _baselines(result) -> dict:
     """Unigram and bigram NLL/event on the run's own split: what the model must clearly beat."""
     from midigen.baselines import ngram_nll
+    from midigen.split import split_pieces
     from midigen.tokenizer import vocabulary
-    from midigen.train import split_corpus
 
-    train_p, valid_p = split_corpus(result.pieces, result.config.valid_fraction, result.config.seed)
+    train_p, valid_p = split_pieces(result.pieces, result.config.valid_fraction, result.config.seed,
+                                    result.split_by)
     size = vocabulary(result.tokenizer_config).size
     ids = lambda ps: [p.ids.astype("int64") for p in ps]
     return {f"{name} baseline": ngram_nll(ids(train_p), ids(valid_p), order, vocab_size=size)
@@ -220,7 +231,8 @@ def inspect(
         "training": ckpt.train_config,
         "split": {"train_pieces": len(ckpt.split.get("train", [])),
                   "valid_pieces": len(ckpt.split.get("valid", [])),
-                  "valid_fraction": ckpt.split.get("valid_fraction"), "seed": ckpt.split.get("seed")},
+                  "valid_fraction": ckpt.split.get("valid_fraction"), "seed": ckpt.split.get("seed"),
+                  "by": ckpt.split.get("by", "file")},
         "corpus": {k: ckpt.corpus_summary.get(k) for k in
                    ("folder", "files_read", "files_skipped", "pieces", "notes", "events", "hours")},
     }
