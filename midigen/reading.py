@@ -6,21 +6,26 @@ in one place; corpus.py keeps the cache.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 
 import numpy as np
 
 from midigen import midi_io
 from midigen.errors import MidigenError
+from midigen.stopping import STOP_SIGNALS
 from midigen.tokenizer import DRUM_KEY, TokenizerConfig, encode_notes
 
 FILE_TIMEOUT_S = 60  # a file that takes longer is skipped as "timed out"
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 Progress = Callable[[int, int], None]  # (files done, files to read)
 
@@ -82,11 +87,52 @@ def _read_chunk(paths: list[str], config_dict: dict) -> list[dict]:
     return results
 
 
-def worker_pool(jobs: int) -> ProcessPoolExecutor:
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: never outlive the parent, never touch its terminal or pipes.
+
+    Without this, killing `midigen corpus` left its workers running forever, re-parented to
+    PID 1 and holding the parent's stdout/stderr open, so a pipe reading them never ended.
+    """
+    for signum in STOP_SIGNALS:  # forked: the parent's Python handlers were inherited
+        signal.signal(signum, signal.SIG_IGN if signum == signal.SIGINT else signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:  # the kernel sends SIGKILL when the parent dies, however it dies
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+@contextmanager
+def worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
+    """A process pool whose workers die with this process, and are ended at once (not
+    waited for) when the block is left by any exception, Ctrl-C or stop signal included."""
     # fork: workers start in milliseconds with numpy/symusic/the tokenizer already imported.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
+    try:
+        yield pool
+    except BaseException:
+        _end_workers(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _end_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's workers now; a plain shutdown would first finish every queued file."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # no public accessor
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        process.kill()
+    for process in workers:
+        process.join(timeout=5)
 
 
 def read_files(paths: list[str], config: TokenizerConfig, jobs: int | None = None,

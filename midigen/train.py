@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -32,6 +30,7 @@ from midigen.errors import MidigenError
 from midigen.metrics import METRICS_FILE, MetricsRow, append_row, read_rows, write_rows
 from midigen.model import ModelConfig, MusicRNN
 from midigen.split import SPLIT_MODES, split_pieces
+from midigen.stopping import StopOnSignals
 from midigen.tokenizer import TokenizerConfig
 
 DEFAULT_STEPS = 2000
@@ -100,6 +99,7 @@ class TrainResult:
     tokens_per_s: float
     elapsed_s: float
     interrupted: bool = False
+    stop_signal: int | None = None  # SIGINT, SIGTERM or SIGHUP when one stopped the run
     train_losses: list[tuple[int, float]] = field(default_factory=list)
     num_parameters: int = 0
     split_sizes: dict = field(default_factory=dict)
@@ -116,29 +116,6 @@ def lr_at(step: int, total_steps: int | None, config: TrainConfig) -> float:
     progress = min(1.0, (step - config.warmup_steps) / span)
     low = config.lr * config.min_lr_fraction
     return low + 0.5 * (config.lr - low) * (1 + math.cos(math.pi * progress))
-
-
-class _StopOnSigint:
-    """First Ctrl-C asks the loop to stop after this step (it then saves `last`); a second one
-    interrupts at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 def _progress(console, total):
@@ -267,7 +244,7 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
     last_eval = next((r for r in reversed(rows) if r.is_eval), None)
     train_losses: list[tuple[int, float]] = []
     progress = _progress(console, total_steps)
-    with _StopOnSigint() as stop, progress:
+    with StopOnSignals() as stop, progress:
         task = progress.add_task("train", total=total_steps, completed=step, loss="-",
                                  val=_fmt(last_eval), tps="-")
         while total_steps is None or step < total_steps:
@@ -361,6 +338,7 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
         run_dir=run_dir, step=step, total_steps=total_steps or step,
         best_valid_loss=None if best == math.inf else best, last_eval=last_eval,
         tokens_per_s=tokens_per_s, elapsed_s=time.monotonic() - started, interrupted=interrupted,
+        stop_signal=stop.signum,
         train_losses=train_losses, num_parameters=model.num_parameters(),
         split_by=split_by,
         split_sizes={"train_pieces": len(train_pieces), "valid_pieces": len(valid_pieces),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from typing import NoReturn
 
@@ -17,6 +18,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from midigen.errors import MidigenError
+from midigen.stopping import Stopped, exit_code, raising_on_stop_signals
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -77,11 +79,14 @@ _CLICK_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "Cl
 class _ErrorsAsLines(TyperGroup):
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with raising_on_stop_signals():
+                return super().invoke(ctx)
         except MidigenError as e:
             fail(str(e))
+        except Stopped as e:
+            fail(f"stopped by {e}", e.exit_code)
         except KeyboardInterrupt:
-            fail("interrupted", 130)
+            fail("interrupted", exit_code(signal.SIGINT))
         except (typer.Exit, typer.Abort, SystemExit, *_CLICK_ERRORS):
             raise
         except Exception as e:

@@ -16,6 +16,7 @@ import typer
 
 from midigen.cli.app import app, err, out, print_json
 from midigen.errors import MidigenError
+from midigen.stopping import exit_code
 
 _MODEL, _TRAIN, _TOKENS, _RUN = "Model", "Training", "Tokenizer", "Run folder"
 
@@ -189,6 +190,8 @@ def _report(result) -> None:
     if result.interrupted:
         out.print(f"stopped at step {result.step}: saved {result.run_dir / 'last.pt'} "
                   f"(continue with: midigen train --resume {result.run_dir})")
+        if result.stop_signal is not None:  # so `train && sample` does not go on
+            raise typer.Exit(exit_code(result.stop_signal))
         return
     ev = result.last_eval
     num = lambda v, fmt: format(float("nan") if v is None else v, fmt)
