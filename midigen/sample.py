@@ -22,6 +22,7 @@ the same checkpoint, options and seed give the same ids, and so byte-identical M
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -336,13 +337,15 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
     write them as MIDI in `out_dir`; one summary dict per file written.
 
     Each dict: path, duration_s, notes, events, instruments, repairs, ended (True when the
-    model chose to end the piece, False when a limit cut it), seed.
+    model chose to end the piece, False when a limit cut it), seed. The same dict, with the
+    checkpoint and every option, goes beside each piece as NAME.json (see `write_sidecar`),
+    so a report can say how to make the piece again.
     """
     from midigen.checkpoint import load_model
     from midigen.midi_io import instrument_name, write_midi
 
     check_options(temperature, top_k, top_p, num, max_events, seconds)
-    model, config, _ = load_model(checkpoint, device=device)
+    model, config, ckpt = load_model(checkpoint, device=device)
     primer_ids = None if primer is None else primer_to_ids(primer, config, primer_seconds)
     seed = random_seed() if seed is None else int(seed)
     pieces = sample_ids(model, config, num=num, max_events=max_events, seconds=seconds,
@@ -354,8 +357,12 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
     except OSError as e:
         raise MidigenError(f"cannot create {out_dir} ({e.strerror or e})") from None
     end_id = vocabulary(config).end_id
+    options = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "num": num,
+               "max_events": max_events, "seconds": seconds, "min_seconds": min_seconds,
+               "primer": None if primer is None else str(Path(primer).resolve()),
+               "primer_seconds": primer_seconds, "constrain": constrain}
     rows = []
-    for ids, path in zip(pieces, next_free_paths(out_dir, num, force)):
+    for index, (ids, path) in enumerate(zip(pieces, next_free_paths(out_dir, num, force))):
         decoded = decode_ids(ids, config)
         notes = decoded.notes
         write_midi(notes, path)
@@ -371,4 +378,20 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
             "ended": bool(len(ids) and ids[-1] == end_id),
             "seed": seed,
         })
+        write_sidecar(path, {**rows[-1], "path": path.name, "index": index + 1,
+                             "checkpoint": str(Path(ckpt.path).resolve()), "options": options})
     return rows
+
+
+def write_sidecar(midi_path: Path, info: dict) -> None:
+    """NAME.json beside NAME.mid: how the piece was made (checkpoint, options, seed, its place
+    `index` in the batch of `options.num`, since a seed makes a whole batch) and how it stopped.
+    """
+    from midigen import __version__
+
+    text = json.dumps({"midigen_version": __version__, **info}, indent=2) + "\n"
+    try:
+        midi_path.with_suffix(".json").write_text(text)
+    except OSError as e:
+        raise MidigenError(f"cannot write {midi_path.with_suffix('.json')} "
+                           f"({e.strerror or e})") from None

@@ -212,6 +212,23 @@ def summarise(analysed: list[dict]) -> dict:
     }
 
 
+SPREAD_STATS = ("duration_s", "num_notes", "pitch_low", "pitch_high", "pitch_span",
+                "note_density", "mean_polyphony", "max_polyphony", "velocity_mean",
+                "duration_median_s", "ioi_median_s")
+
+
+def stat_spread(analysed: list[dict]) -> dict:
+    """Per readable statistic, where a set's pieces lie: {p5, median, p95} (None if no piece
+    has it), so one piece's number can be read against a corpus's usual range."""
+    spread = {}
+    for key in SPREAD_STATS:
+        values = np.array([a["stats"][key] for a in analysed if a["stats"][key] is not None],
+                          dtype=float)
+        spread[key] = None if not len(values) else dict(zip(
+            ("p5", "median", "p95"), np.percentile(values, [5, 50, 95]).tolist()))
+    return spread
+
+
 # --------------------------------------------------------------------------- files -> report
 
 def read_pieces(paths) -> tuple[list, list[dict]]:
@@ -287,6 +304,7 @@ def stats_report(paths, against=None, ngram: int = 16, on_progress=None) -> dict
         "corpus": str(corpus.folder),
         "num_pieces": len(corpus.pieces),
         "corpus_summary": summarise(reference),
+        "corpus_spread": stat_spread(reference),
         "features": compare_sets(analysed, reference),
         "copying": {
             "n": ngram,

@@ -80,6 +80,7 @@ def stats(
     JSON keys: pieces (per piece), summary, files_skipped, and with --against: against.corpus,
     against.num_pieces, against.corpus_summary, against.features.<feature>.{overlap, kl,
     piece_overlap_mean, piece_kl_mean, corpus_loo_overlap, corpus_loo_kl, pieces_inside},
+    against.corpus_spread.<statistic>.{p5, median, p95},
     against.copying.{n, share_found_mean, longest_run_max, pieces}.
     """
     from midigen.stats import stats_report
