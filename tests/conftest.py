@@ -43,6 +43,25 @@ def fluidsynth():
         pytest.skip(reason)
 
 
+@pytest.fixture
+def chromium() -> tuple[str, str]:
+    """(browser, chromedriver) for tests that open pages: skipped without them, except in CI.
+
+    Debian's programs, named explicitly, so Selenium never downloads a browser or driver."""
+    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
+    driver = shutil.which("chromedriver")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        driver = None
+    if browser and driver:
+        return browser, driver
+    reason = "no headless browser (apt-get install chromium chromium-driver; pip install selenium)"
+    if in_ci():
+        pytest.fail(f"{reason}; CI must install them")
+    pytest.skip(reason)
+
+
 def pytest_configure(config):
     """One torch thread per xdist worker, so workers do not oversubscribe the cores."""
     if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -1,6 +1,6 @@
 """The `midigen` command line: thin commands that declare options and call one function."""
 
-from midigen.cli import generate, learn, listen, measure, scores  # noqa: F401  (registers)
+from midigen.cli import generate, learn, listen, measure, report, scores  # noqa: F401  (registers)
 from midigen.cli.app import app
 
 

@@ -90,6 +90,10 @@ def sample(
     render: Annotated[bool, typer.Option(
         "--render", rich_help_panel=_OUTPUT,
         help="Also render each piece to a WAV (FluidSynth) and a piano-roll PNG.")] = False,
+    report: Annotated[bool, typer.Option(
+        "--report", rich_help_panel=_OUTPUT,
+        help="Also write a page to listen to and compare the pieces in the output folder: "
+        "OUT/report/index.html (see `midigen report`).")] = False,
 ) -> None:
     """Write new pieces of music as MIDI files, sampled from a trained model."""
     if primer_seconds is not None and primer is None:
@@ -107,11 +111,21 @@ def sample(
         # [(wav or None, png)], one pair per MIDI file; no wav for a piece without notes
         rendered = [p for pair in render_samples([Path(r["path"]) for r in rows])
                     for p in pair if p is not None]
+    page = None
+    if report:
+        from midigen.report import write_report
+
+        page = write_report([out_dir], out_dir / "report", force=True)
     if as_json:
         print_json({"seed": rows[0]["seed"] if rows else seed,
-                    "files": rows, "rendered": [str(p) for p in rendered]})
+                    "files": rows, "rendered": [str(p) for p in rendered],
+                    **({"report": str(page.index)} if page else {})})
         return
     print_samples_table(rows, rendered)
+    if page:
+        from midigen.cli.report import print_report_location
+
+        print_report_location(page)
 
 
 def print_samples_table(rows: list[dict], rendered) -> None:

@@ -296,8 +296,12 @@ def demo(
     print_samples_table(rows, [])
     if missing:
         out.print(f"(no audio rendered: {missing}; piano-roll pictures are beside the MIDI)")
+    from midigen.report import write_report
+
+    page = write_report([out_dir], out_dir / "report", force=True)
     out.print(f"done in {(time.monotonic() - began) / 60:.1f} min. Your new chorales are in "
-              f"[bold]{out_dir}/[/] (model: {result.run_dir})")
+              f"[bold]{out_dir}/[/] (model: {result.run_dir}); listen and compare on "
+              f"[bold]{page.index}[/] ({page.index.resolve().as_uri()})")
 
 
 # Sized so that 5 minutes on 2 CPU cores reach a clearly-better-than-bigram model (see README).

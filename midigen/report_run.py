@@ -1,0 +1,97 @@
+"""What a report shows of a training run: curves, best checkpoint, baselines, configs, corpus.
+
+Read from the run folder only (best.pt / last.pt and metrics.jsonl); the baselines need the
+corpus again, from the token cache, and are left out with a note when it is gone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from midigen.errors import MidigenError
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of metrics.jsonl that parse (a torn last line is skipped)."""
+    rows = []
+    if path.is_file():
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                rows.append(row)
+    return rows
+
+
+def describe_run(run_dir: Path, out: Path, slug: str) -> dict:
+    """A dict for the page: name, path, curves (relative PNG or None), best, baselines,
+    configs, corpus, notes; the curves picture is drawn into OUT/media."""
+    from midigen.checkpoint import load_checkpoint
+    from midigen.report_media import plot_run_curves
+
+    info = {"name": run_dir.resolve().name, "path": str(run_dir.resolve()), "slug": slug,
+            "curves": None, "best": {}, "baselines": {}, "configs": {}, "corpus": {},
+            "notes": []}
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    if rows:
+        info["curves"] = f"media/{slug}-curves.png"
+        plot_run_curves(rows, out / info["curves"])
+    else:
+        info["notes"].append("no metrics.jsonl rows: no curves")
+    try:
+        ckpt = load_checkpoint(run_dir)
+    except MidigenError as e:
+        info["notes"].append(str(e))
+        return info
+    m = ckpt.metrics or {}
+    info["best"] = {
+        "checkpoint": ckpt.path.name,
+        "step": ckpt.step,
+        "planned steps": ckpt.train_config.get("total_steps"),
+        "validation NLL (nats/event)": ckpt.best_valid_loss,
+        "validation perplexity": m.get("valid_ppl"),
+        "validation NLL per second": m.get("valid_nll_per_s"),
+        "training loss (nats/event)": m.get("train_loss"),
+        "training speed (tokens/s)": m.get("tokens_per_s"),
+        "parameters": int(sum(t.numel() for t in ckpt.model_state.values())),
+        "midigen version": ckpt.version,
+    }
+    info["configs"] = {"tokenizer": ckpt.tokenizer_config.to_dict(),
+                       "model": ckpt.model_config.to_dict(),
+                       "training": {k: v for k, v in ckpt.train_config.items()}}
+    s = ckpt.corpus_summary
+    info["corpus"] = {k: s.get(k) for k in ("folder", "files_found", "files_read",
+                                            "files_skipped", "pieces", "notes", "events",
+                                            "hours") if s.get(k) is not None}
+    if s.get("instruments"):
+        info["corpus"]["instruments"] = ", ".join(f"{k} ({v})" for k, v in
+                                                  list(s["instruments"].items())[:8])
+    try:
+        info["baselines"] = run_baselines(ckpt)
+    except MidigenError as e:
+        info["notes"].append(f"no baselines: {e}")
+    return info
+
+
+def run_baselines(ckpt) -> dict:
+    """Unigram and bigram NLL per event on the run's own split (the names its checkpoint
+    kept), read from the corpus's token cache: what the model must clearly beat."""
+    from midigen.baselines import ngram_nll
+    from midigen.corpus import load_corpus
+    from midigen.tokenizer import vocabulary
+
+    folder = ckpt.train_config.get("corpus") or ckpt.corpus_summary.get("folder")
+    valid_names = set(ckpt.split.get("valid", []))
+    if not folder or not Path(folder).is_dir() or not valid_names:
+        raise MidigenError("the corpus or its split is not known or not here")
+    pieces = [p for p in load_corpus(folder, ckpt.tokenizer_config).pieces if len(p.ids) >= 2]
+    train = [p.ids.astype("int64") for p in pieces if p.name not in valid_names]
+    valid = [p.ids.astype("int64") for p in pieces if p.name in valid_names]
+    if not train or not valid:
+        raise MidigenError("the corpus no longer holds the run's split")
+    size = vocabulary(ckpt.tokenizer_config).size
+    return {f"{name} (nats/event)": ngram_nll(train, valid, order, vocab_size=size)
+            for order, name in ((1, "unigram"), (2, "bigram"))}
