@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import tempfile
@@ -179,9 +180,16 @@ def _midi_files(paths: list[Path]) -> list[Path]:
 
 
 def _unique_names(files: list[Path]) -> list[str]:
-    """File stems, prefixed with their folder's name where two folders share a stem."""
+    """Names safe in file names and URLs: file stems, prefixed with their folder's name where
+    two folders share a stem, numbered where that is not enough."""
     stems = [f.stem for f in files]
-    return [f"{f.parent.name}-{f.stem}" if stems.count(f.stem) > 1 else f.stem for f in files]
+    names = [f"{f.parent.name}-{f.stem}" if stems.count(f.stem) > 1 else f.stem for f in files]
+    seen: dict[str, int] = {}
+    unique = []
+    for name in (re.sub(r"[^\w.-]+", "_", n).lstrip(".") or "piece" for n in names):
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return unique
 
 
 def _entry(midi: Path, name: str) -> PieceEntry:
@@ -224,12 +232,16 @@ def _compare(entries: list[PieceEntry], against, runs: list[Path]) -> tuple[dict
                      + "; pass --against FOLDER")
         corpus_dir = None
     report = stats_report([e.source for e in entries], against=corpus_dir)
-    by_name = {p["name"]: p for p in report["pieces"]}
     against_info = report.get("against") or {}
-    copies = {c["name"]: c for c in against_info.get("copying", {}).get("pieces", [])}
+    # Pieces come back in file order under their stems (files without notes left out).
+    by_name: dict[str, list] = {}
+    copying = against_info.get("copying", {}).get("pieces", [None] * len(report["pieces"]))
+    for stats, copies in zip(report["pieces"], copying):
+        by_name.setdefault(stats["name"], []).append((stats, copies))
     for e in entries:
-        e.stats = by_name.get(e.source.stem)
-        e.copying = copies.get(e.source.stem)
+        found = by_name.get(e.source.stem)
+        if found:
+            e.stats, e.copying = found.pop(0)
     if not against_info:
         return None, notes
     return {"folder": against_info["corpus"], "num_pieces": against_info["num_pieces"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 from html import escape
+from urllib.parse import quote
 
 from midigen import __version__
 from midigen.audio import INSTALL_HINT
@@ -96,6 +97,11 @@ document.querySelectorAll("table.sortable th button").forEach(function (button) 
 
 def _e(value) -> str:
     return escape(str(value), quote=True)
+
+
+def _url(relative_path: str) -> str:
+    """A relative file path as an attribute value: percent-encoded, then escaped."""
+    return _e(quote(relative_path))
 
 
 def _num(value, digits: int = 2) -> str:
@@ -243,9 +249,9 @@ def _piece(p: PieceEntry, report: Report) -> str:
            + (f", played by {', '.join(instruments)}" if instruments else "") + ".")
     flag = ' <span class="flag">copies the corpus</span>' if p.copies else ""
     if p.audio:
-        sound = (f'<audio controls preload="metadata" src="{_e(p.audio)}" '
+        sound = (f'<audio controls preload="metadata" src="{_url(p.audio)}" '
                  f'data-midi-seconds="{p.duration_s:.3f}" aria-label="Listen to {_e(p.name)}">'
-                 f'<a href="{_e(p.audio)}">{_e(p.audio)}</a></audio>')
+                 f'<a href="{_url(p.audio)}">{_e(p.audio)}</a></audio>')
     elif report.audio_problem:
         sound = '<p class="muted">No audio: FluidSynth is not installed (see the top).</p>'
     else:
@@ -269,10 +275,10 @@ def _piece(p: PieceEntry, report: Report) -> str:
     return f"""<article class="piece" id="p-{_e(p.name)}" aria-labelledby="p-{_e(p.name)}-h">
 <h4 id="p-{_e(p.name)}-h">{_e(p.name)}{flag}</h4>
 <div class="piece-body">
-<figure><img src="{_e(p.roll)}" width="1600" height="800" alt="{_e(alt)}"></figure>
+<figure><img src="{_url(p.roll)}" width="1600" height="800" alt="{_e(alt)}"></figure>
 <div>
 {sound}
-<p><a href="{_e(p.midi)}" download>Download {_e(p.name)}.mid</a></p>
+<p><a href="{_url(p.midi)}" download="{_e(p.source.name)}">Download {_e(p.source.name)}</a></p>
 <dl>{dl}</dl>
 {again}
 {_stats_table(p, report)}
@@ -337,7 +343,7 @@ def _run_section(run: dict) -> str:
     out += [f'<p class="banner" role="note">{_e(n)}</p>' for n in run["notes"]]
     if run["curves"]:
         best = run["best"].get("validation NLL (nats/event)")
-        out.append(f'<figure><img src="{_e(run["curves"])}" width="1000" height="400" '
+        out.append(f'<figure><img src="{_url(run["curves"])}" width="1000" height="400" '
                    f'alt="Training curves of {_e(run["name"])}: loss per event for training and '
                    f'validation, and validation loss per second of music, against the step'
                    + (f"; best validation {best:.3f} nats per event" if best else "")

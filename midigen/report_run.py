@@ -6,41 +6,31 @@ corpus again, from the token cache, and are left out with a note when it is gone
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from midigen.errors import MidigenError
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The rows of metrics.jsonl that parse (a torn last line is skipped)."""
-    rows = []
-    if path.is_file():
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict) and isinstance(row.get("step"), int):
-                rows.append(row)
-    return rows
 
 
 def describe_run(run_dir: Path, out: Path, slug: str) -> dict:
     """A dict for the page: name, path, curves (relative PNG or None), best, baselines,
     configs, corpus, notes; the curves picture is drawn into OUT/media."""
     from midigen.checkpoint import load_checkpoint
+    from midigen.metrics import METRICS_FILE, read_rows
     from midigen.report_media import plot_run_curves
 
     info = {"name": run_dir.resolve().name, "path": str(run_dir.resolve()), "slug": slug,
             "curves": None, "best": {}, "baselines": {}, "configs": {}, "corpus": {},
             "notes": []}
-    rows = read_metrics(run_dir / "metrics.jsonl")
+    try:
+        rows = [r.to_dict() for r in read_rows(run_dir / METRICS_FILE)]
+    except MidigenError as e:
+        rows = []
+        info["notes"].append(str(e))
     if rows:
         info["curves"] = f"media/{slug}-curves.png"
         plot_run_curves(rows, out / info["curves"])
-    else:
-        info["notes"].append("no metrics.jsonl rows: no curves")
+    elif not info["notes"]:
+        info["notes"].append(f"no {METRICS_FILE} rows: no curves")
     try:
         ckpt = load_checkpoint(run_dir)
     except MidigenError as e:

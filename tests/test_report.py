@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -99,6 +100,18 @@ def test_report_never_overwrites_what_it_did_not_write(tiny, tmp_path, monkeypat
     with pytest.raises(MidigenError, match="not a midigen report"):
         write_report([tiny["samples"]], mine, force=True)
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_any_file_name_becomes_safe_links(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr("midigen.render.audio_available", lambda *a: "no audio in this test")
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(tiny["samples"] / "sample-001.mid", tmp_path / folder / "my tune #1?.mid")
+    report = write_report([tmp_path / "a", tmp_path / "b" / "my tune #1?.mid"],
+                          tmp_path / "page", compare=False)
+    assert [p.roll for p in report.pieces] == ["media/a-my_tune_1_.png", "media/b-my_tune_1_.png"]
+    html = report.index.read_text()
+    assert 'download="my tune #1?.mid"' in html and 'href="midi/a-my_tune_1_.mid"' in html
 
 
 def test_command_prints_the_page_and_its_url(tiny, tmp_path):
