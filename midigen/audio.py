@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from midigen.errors import MidigenError
+from midigen.fileio import atomic_write
 
 SAMPLE_RATE_HZ = 44100
 SOUNDFONT_ENV = "MIDIGEN_SOUNDFONT"
@@ -257,29 +258,21 @@ def render_wav(midi_path: Path | str, wav_path: Path | str, soundfont: Path | st
         raise MidigenError(f"{midi_path.name} has no notes to play")
     font = find_soundfont(soundfont)  # a mistyped --soundfont is reported first
     exe = find_fluidsynth()
-    tmp_wav = wav_path.with_name(f".{wav_path.name}.{os.getpid()}.tmp")
     with tempfile.TemporaryDirectory(prefix="midigen-render-") as tmp:
-        patched = Path(tmp) / "in.mid"
+        patched, raw_wav = Path(tmp) / "in.mid", Path(tmp) / "out.wav"
         patched.write_bytes(_with_release_track(scan))
-        cmd = [exe, "-niq", "-F", str(tmp_wav), "-T", "wav", "-O", "s16",
+        cmd = [exe, "-niq", "-F", str(raw_wav), "-T", "wav", "-O", "s16",
                "-r", str(SAMPLE_RATE_HZ), str(font), str(patched)]
         try:
             done = subprocess.run(cmd, check=False, capture_output=True, text=True,
                                   timeout=60 + 2 * scan.duration_s)
         except subprocess.TimeoutExpired:
-            tmp_wav.unlink(missing_ok=True)
             raise MidigenError(f"FluidSynth did not finish rendering {midi_path.name}") from None
-    try:
-        if not tmp_wav.is_file() or tmp_wav.stat().st_size <= 44:
+        if not raw_wav.is_file() or raw_wav.stat().st_size <= 44:
             lines = (done.stderr or done.stdout).strip().splitlines()
             raise MidigenError(f"FluidSynth could not render {midi_path.name}"
                                + (f": {lines[-1]}" if lines else ""))
-        wav_duration_s = _finish_wav(tmp_wav, scan.duration_s)
-        os.replace(tmp_wav, wav_path)
-    except OSError as e:
-        raise MidigenError(f"cannot write {wav_path}: {e.strerror or e}") from None
-    finally:
-        tmp_wav.unlink(missing_ok=True)
+        wav_duration_s = _finish_wav(raw_wav, wav_path, scan.duration_s)
     return RenderedAudio(wav_path, scan.duration_s, wav_duration_s, font)
 
 
@@ -292,9 +285,10 @@ def read_wav(path: Path | str) -> tuple[np.ndarray, int]:
         return frames.reshape(-1, w.getnchannels()).astype(np.float32) / 32768, w.getframerate()
 
 
-def _finish_wav(path: Path, music_s: float) -> float:
-    """Normalize to PEAK_LEVEL and trim the silent end (never inside the music); new length."""
-    with wave.open(str(path), "rb") as w:
+def _finish_wav(raw: Path, path: Path, music_s: float) -> float:
+    """`raw` normalized to PEAK_LEVEL, its silent end trimmed (never inside the music), written
+    whole to `path`; the new length."""
+    with wave.open(str(raw), "rb") as w:
         channels, rate = w.getnchannels(), w.getframerate()
         frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, channels)
     loudness = np.abs(frames.astype(np.int32)).max(axis=1)  # (frames,)
@@ -304,7 +298,7 @@ def _finish_wav(path: Path, music_s: float) -> float:
         keep = max(int(audible[-1]) + int(TAIL_KEEP_S * rate), int(np.ceil(music_s * rate)))
         gain = PEAK_LEVEL * 32767 / peak
         frames = np.clip(np.rint(frames[:keep] * gain), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
+    with atomic_write(path) as f, wave.open(f, "wb") as w:
         w.setnchannels(channels)
         w.setsampwidth(2)
         w.setframerate(rate)

@@ -23,6 +23,7 @@ import numpy as np
 
 from midigen import midi_io
 from midigen.errors import MidigenError
+from midigen.fileio import write_error
 from midigen.reading import Progress, read_files, worker_pool
 from midigen.token_store import StoreDamaged, TokenStore
 from midigen.tokenizer import DRUM_KEY, TokenizerConfig, vocabulary
@@ -223,6 +224,8 @@ def _write_chorale(args: tuple[str, str]) -> str | None:
     try:
         midi_io.write_builtin_chorale(name, folder)
         return None
+    except MidigenError:  # the disk said no (full, read-only): the build cannot go on
+        raise
     except Exception as e:  # noqa: BLE001 - one odd chorale must not stop the build
         return f"{name}: {type(e).__name__}"
 
@@ -235,8 +238,11 @@ def ensure_builtin_corpus(progress: Progress | None = None, jobs: int | None = N
     names = midi_io.builtin_chorale_names()
     if not names:
         raise MidigenError("music21 has no bundled Bach chorales to build the built-in corpus")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".bach-chorales-"))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".bach-chorales-"))
+    except OSError as e:
+        raise write_error(target, e) from None
     try:
         jobs = max(1, jobs or os.cpu_count() or 1)
         with worker_pool(jobs) as pool:

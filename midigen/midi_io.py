@@ -27,6 +27,7 @@ import symusic
 
 from midigen.errors import MidigenError
 from midigen.events import NOTE_DTYPE, Piece, sort_notes
+from midigen.fileio import atomic_write
 
 MIDI_SUFFIXES = (".mid", ".midi", ".rmi", ".kar")
 MUSIC21_SUFFIXES = (".musicxml", ".mxl", ".xml", ".krn", ".abc")
@@ -288,7 +289,7 @@ def write_midi(notes: np.ndarray, path: str | os.PathLike, tempo_bpm: float = 12
     """A type-1 MIDI file: one track per instrument, GM program changes, drums on channel 10.
 
     Times are seconds; they land on a grid of `ticks_per_quarter` at `tempo_bpm`. Every note
-    lasts at least one tick so no reader drops it. Written to a temporary name then renamed.
+    lasts at least one tick so no reader drops it. Written whole or not at all (midigen.fileio).
     """
     path = Path(path)
     tempo_bpm = float(np.clip(tempo_bpm, MIN_BPM, MAX_BPM))
@@ -312,13 +313,8 @@ def write_midi(notes: np.ndarray, path: str | os.PathLike, tempo_bpm: float = 12
                 start[sel][order].astype(np.int32), duration[sel][order].astype(np.int32),
                 pitch[sel][order].astype(np.int8), velocity[sel][order].astype(np.int8)))
             score.tracks.append(track)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(score.dumps_midi())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise MidigenError(f"cannot write {path} ({e.strerror or e})") from None
+    with atomic_write(path) as f:
+        f.write(score.dumps_midi())
 
 
 GM_PROGRAM_NAMES = (
@@ -363,5 +359,6 @@ def write_builtin_chorale(name: str, folder: str | os.PathLike) -> Path:
 
     score = music21.corpus.parse(name)
     target = Path(folder) / f"{name.rsplit('/', 1)[-1]}.mid"
-    target.write_bytes(music21.midi.translate.music21ObjectToMidiFile(score).writestr())
+    with atomic_write(target) as f:
+        f.write(music21.midi.translate.music21ObjectToMidiFile(score).writestr())
     return target

@@ -8,13 +8,12 @@ reader (an image viewer, the training loop's next evaluation) never sees half a 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from midigen.audio import prepare_output_path
-from midigen.errors import MidigenError
+from midigen.fileio import atomic_write
 from midigen.metrics import MetricsRow
 
 PIANO_ROLL_SIZE_IN = (16.0, 8.0)  # at PIANO_ROLL_DPI: 1600 x 800 pixels, any piece length
@@ -39,14 +38,8 @@ def pitch_name(pitch: int) -> str:
 
 
 def _save_atomically(fig, path: Path, dpi: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png", facecolor="white")
-        os.replace(tmp, path)
-    except OSError as e:
-        raise MidigenError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as f:
+        fig.savefig(f, dpi=dpi, format="png", facecolor="white")
 
 
 def _note_boxes(notes: np.ndarray, height: float = 0.8) -> np.ndarray:

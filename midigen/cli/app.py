@@ -18,6 +18,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from midigen.errors import MidigenError
+from midigen.fileio import disk_reason, is_disk_error
 from midigen.stopping import Stopped, exit_code, raising_on_stop_signals
 
 out = Console(soft_wrap=True)
@@ -92,6 +93,8 @@ class _ErrorsAsLines(TyperGroup):
         except Exception as e:
             if os.environ.get("MIDIGEN_DEBUG"):
                 raise
+            if is_disk_error(e):  # a write outside midigen.fileio hit a full or read-only disk
+                fail(f"{e.filename or 'a file'}: {disk_reason(e)}")
             fail(f"internal error ({type(e).__name__}: {e}); rerun with MIDIGEN_DEBUG=1 "
                  "for details", 2)
 

@@ -61,7 +61,10 @@ def encode(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        from midigen.fileio import atomic_write
+
+        with atomic_write(output) as f:
+            f.write(text.encode("utf-8"))
         err.print(f"wrote {output} ({len(lines)} lines)")
 
 
