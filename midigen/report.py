@@ -337,7 +337,11 @@ def _staging_dir(out_dir: Path, force: bool) -> Path:
                                    "replace it")
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+        umask = os.umask(0o022)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the page from others
+        return staging
     except OSError as e:
         raise MidigenError(f"cannot write a report in {out_dir.parent} "
                            f"({e.strerror or e})") from None

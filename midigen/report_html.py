@@ -18,7 +18,7 @@ from midigen.audio import INSTALL_HINT
 from midigen.pianoroll import pitch_name
 from midigen.report import PieceEntry, Report, label, make_again_command, option_of, show_value
 
-STAT_ROWS = (("note_density", "notes per second", 2), ("mean_polyphony", "notes sounding", 2),
+STAT_ROWS = (("note_density", "notes per second", 2), ("mean_polyphony", "notes sounding at once", 2),
              ("pitch_low", "lowest pitch", 0), ("pitch_high", "highest pitch", 0),
              ("pitch_span", "range (semitones)", 0), ("velocity_mean", "mean velocity", 0),
              ("duration_median_s", "median note length (s)", 2),
@@ -67,7 +67,7 @@ code { user-select: all; }
         border: 1px solid var(--warn); margin-left: .4rem; vertical-align: middle; }
 .outside { color: var(--warn); font-weight: 600; }
 .inside { color: var(--ok); }
-.cols { display: flex; flex-wrap: wrap; gap: 0 2.5rem; }
+.cols { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 0 2.5rem; }
 footer { margin-top: 3rem; padding-bottom: 2rem; border-top: 1px solid var(--line); }
 """
 
@@ -164,7 +164,7 @@ def _summary_line(report: Report) -> str:
     bits = []
     if pieces:
         bits.append(f"{len(pieces)} piece{'s' if len(pieces) != 1 else ''}, "
-                    f"{_time(total_s)} of music")
+                    f"{total_s / 60:.1f} minutes of music")
     if report.varying:
         bits.append("differing in " + ", ".join(label(k) for k in report.varying))
     if report.runs:
@@ -275,13 +275,15 @@ def _piece(p: PieceEntry, report: Report) -> str:
     return f"""<article class="piece" id="p-{_e(p.name)}" aria-labelledby="p-{_e(p.name)}-h">
 <h4 id="p-{_e(p.name)}-h">{_e(p.name)}{flag}</h4>
 <div class="piece-body">
+<div>
 <figure><img src="{_url(p.roll)}" width="1600" height="800" alt="{_e(alt)}"></figure>
+{_stats_table(p, report)}
+</div>
 <div>
 {sound}
 <p><a href="{_url(p.midi)}" download="{_e(p.source.name)}">Download {_e(p.source.name)}</a></p>
 <dl>{dl}</dl>
 {again}
-{_stats_table(p, report)}
 {_copying_text(p, report)}
 </div>
 </div>
@@ -328,10 +330,18 @@ def _copying_text(p: PieceEntry, report: Report) -> str:
             f"{verdict}.</p>")
 
 
+def _cell(value) -> str:
+    """A config or metric value: floats to 4 significant digits, large ones whole."""
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return _num(value)
+
+
 def _table(caption: str, rows: dict) -> str:
-    body = "".join(f'<tr><th scope="row">{_e(k)}</th><td class="num">'
-                   f"{_e(_num(v, 3) if not isinstance(v, (dict, list)) else json.dumps(v))}"
-                   "</td></tr>" for k, v in rows.items())
+    body = "".join(f'<tr><th scope="row">{_e(k)}</th><td class="num">{_e(_cell(v))}</td></tr>'
+                   for k, v in rows.items())
     return f"<table><caption>{_e(caption)}</caption><tbody>{body}</tbody></table>"
 
 
