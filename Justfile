@@ -23,6 +23,10 @@ bench: install
     {{python}} bench/bench_train.py
     {{python}} bench/bench_sample.py
 
+# Score reading: music21 (old path) against verovio/abc2midi on the same MusicXML, kern and ABC files.
+bench-scores files="25": install
+    {{python}} bench/bench_scores.py --files {{files}}
+
 # Model quality: baselines, LSTM, GRU and a Transformer on Nottingham and JSB Chorales.
 bench-quality minutes="2": install
     {{python}} bench/bench_quality.py --minutes {{minutes}}

@@ -1,8 +1,9 @@
-"""Files <-> notes: the only module that touches symusic and music21.
+"""Files <-> notes: with score_io, the only modules that touch symusic, verovio and music21.
 
 MIDI is read with symusic (a C++ reader, ~100x faster than pretty_midi) because corpora hold
-tens of thousands of files. MusicXML, kern and ABC go through music21, which renders them to
-MIDI bytes that then take the same path, so every format ends up with identical semantics:
+tens of thousands of files. MusicXML, kern and ABC are rendered to MIDI bytes by score_io
+(verovio, abc2midi, music21 as the fallback), which then take the same path, so every format
+ends up with identical semantics:
 
 - times are computed from ticks with our own float64 tempo map (tempos clamped to a sane
   range, so a corrupt tempo of 0 cannot collapse or explode a piece);
@@ -25,13 +26,14 @@ from pathlib import Path
 import numpy as np
 import symusic
 
+from midigen import score_io
 from midigen.errors import MidigenError
 from midigen.events import NOTE_DTYPE, Piece, sort_notes
 from midigen.fileio import atomic_write
 
 MIDI_SUFFIXES = (".mid", ".midi", ".rmi", ".kar")
-MUSIC21_SUFFIXES = (".musicxml", ".mxl", ".xml", ".krn", ".abc")
-SCORE_SUFFIXES = MIDI_SUFFIXES + MUSIC21_SUFFIXES
+NOTATION_SUFFIXES = (".musicxml", ".mxl", ".xml", ".krn", ".abc")
+SCORE_SUFFIXES = MIDI_SUFFIXES + NOTATION_SUFFIXES
 
 MAX_FILE_MB = 64  # larger "MIDI" files are almost always something else
 MAX_PIECE_HOURS = 12.0  # a longer piece means a broken tempo map, not music
@@ -63,7 +65,7 @@ def read_score(path: str | os.PathLike, sustain_pedal: bool = True) -> list[Piec
     if kind == "midi":
         return [midi_bytes_to_piece(_strip_rmid(data), path.stem, sustain_pedal)]
     if kind in ("musicxml", "mxl", "kern", "abc"):
-        return _read_with_music21(path, data, kind, sustain_pedal)
+        return _read_notation(path, data, kind, sustain_pedal)
     if path.suffix.lower() in MIDI_SUFFIXES:
         raise MidigenError("not a MIDI file")
     raise MidigenError(f"unsupported file type {path.suffix.lower() or '(no suffix)'}")
@@ -222,45 +224,25 @@ def apply_sustain(start: np.ndarray, end: np.ndarray, pitch: np.ndarray,
     return np.maximum(end, np.minimum(lifted, next_onset))
 
 
-def _read_with_music21(path: Path, data: bytes, kind: str,
-                       sustain_pedal: bool = True) -> list[Piece]:
-    """Pieces of a MusicXML / kern / ABC file, via music21 and the MIDI reader."""
-    import music21
-
-    try:
-        if kind == "mxl" or path.suffix.lower() in (".mxl",):
-            parsed = music21.converter.parse(str(path), format="musicxml")
-        else:
-            text = data.decode("utf-8", errors="replace")
-            fmt = {"musicxml": "musicxml", "kern": "humdrum", "abc": "abc"}[kind]
-            parsed = music21.converter.parse(text, format=fmt)
-    except Exception as e:  # noqa: BLE001 - music21 raises many kinds
-        raise MidigenError(f"unreadable {_KIND_NAMES[kind]} ({type(e).__name__})") from None
-
-    if isinstance(parsed, music21.stream.Opus):
-        scores = list(parsed.scores)
-        names = []
-        for k, score in enumerate(scores, start=1):
-            number = getattr(score.metadata, "number", None) if score.metadata else None
-            names.append(f"{path.stem}#{number or k}")
-    else:
-        scores, names = [parsed], [path.stem]
-
-    pieces, reasons = [], []
-    for score, name in zip(scores, names):
+def _read_notation(path: Path, data: bytes, kind: str, sustain_pedal: bool = True) -> list[Piece]:
+    """Pieces of a MusicXML / kern / ABC file: each reader of its chain in turn, until one
+    gives notes (see score_io); the last reader's reason when none does."""
+    reasons = []
+    for reader in score_io.READERS[kind]:
         try:
-            midi_file = music21.midi.translate.music21ObjectToMidiFile(score)
-            pieces.append(midi_bytes_to_piece(midi_file.writestr(), name, sustain_pedal))
+            rendered = score_io.render_score(path, data, kind, reader)
         except MidigenError as e:
             reasons.append(str(e))
-        except Exception as e:  # noqa: BLE001
-            reasons.append(f"unreadable {_KIND_NAMES[kind]} ({type(e).__name__})")
-    if not pieces:
-        raise MidigenError(reasons[0] if reasons else "no notes")
-    return pieces
-
-
-_KIND_NAMES = {"musicxml": "MusicXML", "mxl": "MusicXML", "kern": "kern", "abc": "ABC"}
+            continue
+        pieces = []
+        for name, midi in rendered:
+            try:
+                pieces.append(midi_bytes_to_piece(midi, name, sustain_pedal))
+            except MidigenError as e:
+                reasons.append(str(e))
+        if pieces:
+            return pieces
+    raise MidigenError(reasons[-1] if reasons else "no notes")
 
 
 def read_midi_notes(path: str | os.PathLike) -> np.ndarray:

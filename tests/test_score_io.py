@@ -1,0 +1,143 @@
+"""Score readers: each format through its fast reader, fallbacks, and unexpandable repeats."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+import score_files as sf
+
+from midigen import score_io
+from midigen.errors import MidigenError
+from midigen.midi_io import read_score
+
+
+def _music21_must_not_run(*args):
+    raise AssertionError("music21 was used although the fast reader should have read this")
+
+
+def _fails(*args):
+    raise MidigenError("reader failed")
+
+
+@pytest.fixture
+def fast_only(monkeypatch):
+    monkeypatch.setattr(score_io, "_render_music21", _music21_must_not_run)
+
+
+def _musicxml(tmp_path, suffix=".musicxml"):
+    path = tmp_path / f"two{suffix}"
+    if suffix == ".mxl":
+        path.write_bytes(sf.mxl_bytes(sf.musicxml_text()))
+    else:
+        path.write_text(sf.musicxml_text())
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".musicxml", ".mxl"])
+def test_musicxml_reads_through_verovio(tmp_path, fast_only, suffix):
+    notes = read_score(_musicxml(tmp_path, suffix))[0].notes
+    assert notes["pitch"].tolist() == [60, 64]
+    # 120 bpm: a quarter then a half note, exact (verovio's one-tick-short ends are undone)
+    assert notes["start_s"].tolist() == pytest.approx([0.0, 0.5])
+    assert notes["end_s"].tolist() == pytest.approx([0.5, 1.5])
+
+
+def test_utf16_musicxml_reads(tmp_path, fast_only):
+    path = tmp_path / "wide.musicxml"
+    path.write_bytes(sf.musicxml_text().encode("utf-16"))
+    assert read_score(path)[0].notes["pitch"].tolist() == [60, 64]
+
+
+def test_kern_reads_through_verovio(tmp_path, fast_only):
+    path = tmp_path / "two.krn"
+    path.write_text(sf.KERN_TWO_SPINES)
+    notes = read_score(path)[0].notes
+    assert sorted(notes["pitch"].tolist()) == [48, 50, 52, 60, 62, 64]
+    assert sorted(set(notes["start_s"].round(6).tolist())) == [0.0, 0.5, 1.0]
+    assert notes["end_s"].max() == pytest.approx(2.0)
+
+
+def test_abc_reads_through_abc2midi(tmp_path, fast_only):
+    path = tmp_path / "tunes.abc"
+    path.write_text(sf.ABC_THREE_TUNES)
+    pieces = read_score(path)
+    assert [p.name for p in pieces] == ["tunes#1", "tunes#2", "tunes#7"]
+    assert pieces[2].notes["pitch"].tolist() == [60, 62, 64, 65]
+    assert [len(p.notes) for p in pieces] == [9, 6, 4]
+
+
+def test_single_abc_tune_is_named_after_the_file(tmp_path, fast_only):
+    path = tmp_path / "one.abc"
+    path.write_text("X:3\nT:One\nK:C\nC D E F|\n")
+    pieces = read_score(path)
+    assert [p.name for p in pieces] == ["one"]
+
+
+def test_falls_back_to_music21_when_verovio_fails(tmp_path, monkeypatch):
+    fast = read_score(_musicxml(tmp_path))[0].notes
+    monkeypatch.setattr(score_io, "_render_verovio", _fails)
+    slow = read_score(_musicxml(tmp_path))[0].notes
+    assert slow["pitch"].tolist() == fast["pitch"].tolist() == [60, 64]
+    assert slow["end_s"].tolist() == pytest.approx(fast["end_s"].tolist())
+
+
+def test_falls_back_to_music21_when_abc2midi_cannot_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(score_io, "_abc2midi_binary", lambda: str(tmp_path / "no-such-binary"))
+    path = tmp_path / "tunes.abc"
+    path.write_text(sf.ABC_THREE_TUNES)
+    pieces = read_score(path)
+    assert [p.name for p in pieces] == ["tunes#1", "tunes#2", "tunes#7"]
+    assert [len(p.notes) for p in pieces] == [9, 6, 4]
+
+
+def test_every_reader_failing_gives_the_last_reason(tmp_path, monkeypatch):
+    monkeypatch.setattr(score_io, "_render_verovio", _fails)
+    path = tmp_path / "broken.musicxml"
+    path.write_text("<?xml version='1.0'?><score-partwise><part-list>")
+    with pytest.raises(MidigenError, match=r"^unreadable MusicXML \(\w+\)$"):
+        read_score(path)
+
+
+def test_unexpandable_repeats_give_the_unexpanded_score(tmp_path, monkeypatch):
+    import music21
+
+    text = sf.bad_repeats_musicxml_text()
+    with pytest.raises(music21.repeat.ExpanderException):
+        music21.midi.translate.music21ObjectToMidiFile(
+            music21.converter.parse(text, format="musicxml"))
+    monkeypatch.setattr(score_io, "_render_verovio", _fails)
+    path = tmp_path / "repeats.musicxml"
+    path.write_text(text)
+    notes = read_score(path)[0].notes
+    assert notes["pitch"].tolist() == [60, 61, 62]  # each bar once, as written
+    assert notes["start_s"].tolist() == pytest.approx([0.0, 2.0, 4.0])
+
+
+def test_files_over_the_size_bound_skip_the_fast_reader(tmp_path, monkeypatch):
+    monkeypatch.setattr(score_io, "FAST_READER_MAX_MB", 0)
+    monkeypatch.setattr(score_io, "_render_verovio", _music21_must_not_run)
+    assert read_score(_musicxml(tmp_path))[0].notes["pitch"].tolist() == [60, 64]
+
+
+def test_real_abc_collection_gives_every_tune_with_jukedecks_melody(shared_corpora, fast_only):
+    """ashover.abc through abc2midi: one piece per X: header, each melody as jukedeck's MIDI."""
+    import re
+
+    import numpy as np
+
+    from midigen.midi_io import read_midi_notes
+
+    folder = shared_corpora / "nottingham"
+    path = folder / "ABC_cleaned" / "ashover.abc"
+    numbers = re.findall(r"(?m)^X:\s*(\d+)", path.read_text())
+    pieces = read_score(path)
+    assert [p.name for p in pieces] == [f"ashover#{n}" for n in numbers]
+    melody = read_midi_notes(folder / "MIDI" / "melody" / f"ashover{numbers[0]}.mid")
+    ours = pieces[0].notes
+    assert ours["pitch"].tolist() == melody["pitch"].tolist()
+    np.testing.assert_allclose(ours["start_s"] - ours["start_s"][0],
+                               melody["start_s"] - melody["start_s"][0], atol=0.01)
