@@ -228,7 +228,7 @@ def _read_notation(path: Path, data: bytes, kind: str, sustain_pedal: bool = Tru
     """Pieces of a MusicXML / kern / ABC file: each reader of its chain in turn, until one
     gives notes (see score_io); the last reader's reason when none does."""
     reasons = []
-    for reader in score_io.READERS[kind]:
+    for reader in score_io.readers_for(kind):
         try:
             rendered = score_io.render_score(path, data, kind, reader)
         except MidigenError as e:

@@ -36,11 +36,26 @@ READERS = {  # tried in order; measured in bench/bench_scores.py
     "kern": ("verovio", "music21"),
     "abc": ("abc2midi", "music21"),
 }
+READERS_ENV = "MIDIGEN_SCORE_READERS"  # e.g. "music21": only these readers, in this order
 FAST_READER_MAX_MB = 8  # uncompressed text; verovio reads ~1 MB/s, uninterruptible
 ABC2MIDI_TIMEOUT_S = 60
 KIND_NAMES = {"musicxml": "MusicXML", "mxl": "MusicXML", "kern": "kern", "abc": "ABC"}
 
 Rendered = list[tuple[str, bytes]]  # (piece name, standard MIDI file bytes)
+
+
+def readers_for(kind: str) -> tuple[str, ...]:
+    """The readers to try for a format: READERS, or those named in $MIDIGEN_SCORE_READERS
+    (comma-separated; "music21" reads everything as midigen did before verovio)."""
+    chosen = os.environ.get(READERS_ENV, "").replace(" ", "")
+    if not chosen:
+        return READERS[kind]
+    names = tuple(name for name in chosen.split(",") if name)
+    unknown = [name for name in names if name not in ("verovio", "abc2midi", "music21")]
+    if unknown:
+        raise MidigenError(f"unknown reader {unknown[0]!r} in ${READERS_ENV} "
+                           "(verovio, abc2midi, music21)")
+    return tuple(name for name in names if name in READERS[kind]) or READERS[kind]
 
 
 def render_score(path: Path, data: bytes, kind: str, reader: str) -> Rendered:

@@ -141,3 +141,12 @@ def test_real_abc_collection_gives_every_tune_with_jukedecks_melody(shared_corpo
     assert ours["pitch"].tolist() == melody["pitch"].tolist()
     np.testing.assert_allclose(ours["start_s"] - ours["start_s"][0],
                                melody["start_s"] - melody["start_s"][0], atol=0.01)
+
+
+def test_readers_can_be_chosen_by_environment(tmp_path, monkeypatch):
+    monkeypatch.setattr(score_io, "_render_verovio", _music21_must_not_run)
+    monkeypatch.setenv(score_io.READERS_ENV, "music21")
+    assert read_score(_musicxml(tmp_path))[0].notes["pitch"].tolist() == [60, 64]
+    monkeypatch.setenv(score_io.READERS_ENV, "music22")
+    with pytest.raises(MidigenError, match="unknown reader 'music22'"):
+        read_score(_musicxml(tmp_path))

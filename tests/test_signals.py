@@ -52,8 +52,9 @@ def alive(pids: set[int]) -> set[int]:
     return running
 
 
-def start(args: list[str], tmp_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "MIDIGEN_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+def start(args: list[str], tmp_path: Path, **extra_env: str) -> subprocess.Popen:
+    env = {**os.environ, "MIDIGEN_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1",
+           **extra_env}
     # Its own session, so a group Ctrl-C reaches it and its workers but not pytest.
     return subprocess.Popen([sys.executable, "-m", "midigen", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
@@ -62,7 +63,8 @@ def start(args: list[str], tmp_path: Path) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def slow_scores(tmp_path_factory) -> Path:
-    """Ten ABC tunes that take music21 a few seconds each: the workers are busy when hit."""
+    """Ten ABC tunes that take music21 a few seconds each: the workers are busy when hit.
+    (Read with MIDIGEN_SCORE_READERS=music21: abc2midi would finish them at once.)"""
     folder = tmp_path_factory.mktemp("slow")
     body = " ".join("CDEF GABc dcBA GFED" for _ in range(40))
     for k in range(10):
@@ -73,7 +75,8 @@ def slow_scores(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
                          ids=["TERM", "INT", "KILL"])
 def test_stopping_corpus_leaves_no_workers(slow_scores, tmp_path, signum):
-    proc = start(["corpus", str(slow_scores), "--jobs", "2", "--json"], tmp_path)
+    proc = start(["corpus", str(slow_scores), "--jobs", "2", "--json"], tmp_path,
+                 MIDIGEN_SCORE_READERS="music21")
     deadline = time.monotonic() + 60
     while len(workers := children_of(proc.pid)) < 2:
         assert proc.poll() is None, proc.communicate()
