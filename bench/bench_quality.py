@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,6 +44,7 @@ from midigen.evaluate import nll_over_pieces
 from midigen.model import ModelConfig, MusicRNN
 from midigen.split import split_pieces
 from midigen.tokenizer import TokenizerConfig, vocabulary
+from midigen.train import train_step
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -137,21 +137,16 @@ def train_for(model, stream, minutes: float, lr: float, batch: int, seq_len: int
             g["lr"] = lr * scale
         x, y = random_windows(stream, batch, seq_len, gen, max_transpose=3)
         x, y = x.to(device), y.to(device)
-        logits, _ = model(x)  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = train_step(model, opt, x, y, grad_clip=1.0)  # the same step as `midigen train`
         steps += 1
         if steps % 20 == 0:
-            losses.append(float(loss.detach()))
+            losses.append(float(loss))
         if device.type == "cuda":
             torch.cuda.synchronize()
         trained_s += time.perf_counter() - t0
     return {"steps": steps, "train_s": trained_s,
             "tokens_per_s": steps * batch * seq_len / trained_s,
-            "last_train_loss": losses[-1] if losses else float(loss.detach())}
+            "last_train_loss": losses[-1] if losses else float(loss)}
 
 
 def transformer_nll(model: CausalTransformer, pieces_ids, device) -> dict:

@@ -1,8 +1,8 @@
 """Training tokens/s of the real `midigen.train` loop vs a bare nn.LSTM training step.
 
 The bare step is the floor of what any loop can do: one pre-built batch already on the device,
-the same MusicRNN (embedding, dropout, nn.LSTM, linear) -> cross-entropy -> backward -> clip -> AdamW, no data, no
-logging. The loop is `midigen.train.train` itself on a synthetic corpus (random windows,
+the loop's own `train_step` (MusicRNN -> cross-entropy -> backward -> clip -> AdamW), no data,
+no logging. The loop is `midigen.train.train` itself on a synthetic corpus (random windows,
 transposition on, periodic loss logging), timed by the loop over its training steps only
 (evaluation and checkpoint writes excluded, as they are not per-token costs). Both run the
 same sizes on the same device in this process, alternating, and the best of `--repeats` counts.
@@ -26,12 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from midigen.device import autocast, pick_device
+from midigen.device import pick_device
 from midigen.model import ModelConfig, MusicRNN
 from midigen.tokenizer import TokenizerConfig, vocabulary
-from midigen.train import TrainConfig, train
+from midigen.train import TrainConfig, make_optimizer, train, train_step
 
 
 @dataclass
@@ -47,19 +46,12 @@ def bare_tokens_per_s(model_config, batch, seq_len, steps, device) -> float:
     # ratio measures what the loop adds around it: data, augmentation, schedule, logging.
     V = model_config.vocab_size
     model = MusicRNN(model_config).to(device).train()
-    params = list(model.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-3, fused=True if device.type == "cuda" else None)
+    opt = make_optimizer(model, TrainConfig(lr=1e-3), device)
     x = torch.randint(0, V, (batch, seq_len), device=device)
     y = torch.randint(0, V, (batch, seq_len), device=device)
 
     def step():
-        with autocast(device):
-            logits, _ = model(x)  # (B, T, V)
-            loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        train_step(model, opt, x, y, grad_clip=1.0)
 
     for _ in range(3):
         step()

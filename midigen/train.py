@@ -13,10 +13,9 @@ Choices (measured, see bench/compare_batching.py and the README):
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +23,16 @@ import torch
 import torch.nn.functional as F
 
 from midigen.batches import build_stream, random_windows, stretch_pieces
+from midigen.budget import Budget
 from midigen.checkpoint import Checkpoint, save_checkpoint
 from midigen.device import autocast, pick_device
 from midigen.errors import MidigenError
-from midigen.metrics import METRICS_FILE, MetricsRow, append_row, read_rows, write_rows
+from midigen.metrics import METRICS_FILE, MetricsRow, write_rows
 from midigen.model import ModelConfig, MusicRNN
+from midigen.session import Session
 from midigen.split import SPLIT_MODES, split_pieces
 from midigen.stopping import StopOnSignals
-from midigen.tokenizer import TokenizerConfig
-
-DEFAULT_STEPS = 2000
-CALIBRATION_STEPS = 12  # a --minutes budget gets a step count after this many steps (re-planned)
+from midigen.tokenizer import TokenizerConfig, vocabulary
 
 
 @dataclass(frozen=True)
@@ -59,6 +57,8 @@ class TrainConfig:
     transpose: int = 3  # +- semitones, per window (Performance RNN uses +-3)
     time_stretch: float = 0.0  # 0.05 adds copies 5% faster and slower
     device: str = "auto"
+    betas: tuple[float, float] = (0.9, 0.99)  # AdamW's moment decays
+    diverge_factor: float = 3.0  # stop when the loss passes this x log(vocab size) + 5 nats
 
     def __post_init__(self):
         budgets = [n for n in ("steps", "epochs", "minutes") if getattr(self, n) is not None]
@@ -84,7 +84,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        d = {k: v for k, v in d.items() if k in known}
+        if "betas" in d:  # a list once stored as JSON
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
 
 
 @dataclass
@@ -118,7 +121,7 @@ def lr_at(step: int, total_steps: int | None, config: TrainConfig) -> float:
     return low + 0.5 * (config.lr - low) * (1 + math.cos(math.pi * progress))
 
 
-def _progress(console, total):
+def _progress(console):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -134,19 +137,27 @@ def _progress(console, total):
     )
 
 
-log = logging.getLogger("midigen")
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, grad_clip: float = 1.0) -> torch.Tensor:
+    """One optimizer step on a batch of windows (x, y: (B, T) ids, y is x shifted by one).
+
+    Returns the loss, detached and still on the device (reading it would wait for the device).
+    """
+    with autocast(x.device):
+        logits, _ = model(x)  # (B, T, V)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.detach()
 
 
-def _plot(rows: list[MetricsRow], run_dir: Path) -> None:
-    """curves.png next to the checkpoints. A picture must never stop training, so a failure
-    is one warning line (what went wrong), and training goes on."""
-    try:
-        from midigen.pianoroll import plot_training_curves
-
-        plot_training_curves(rows, run_dir / "curves.png")
-    except Exception as e:  # noqa: BLE001 - reported, not hidden; training goes on
-        log.warning("warning: could not draw %s (%s: %s)", run_dir / "curves.png",
-                    type(e).__name__, e)
+def make_optimizer(model: torch.nn.Module, config: TrainConfig,
+                   device: torch.device) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, betas=tuple(config.betas),
+                             weight_decay=config.weight_decay,
+                             fused=True if device.type == "cuda" else None)
 
 
 def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelConfig,
@@ -155,17 +166,12 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
           resume_from: Checkpoint | None = None, console=None,
           stop_after_steps: int | None = None) -> TrainResult:
     """Train a model on `pieces` (objects with .name .file .ids .duration_s), writing best.pt,
-    last.pt and metrics.jsonl into run_dir. `stop_after_steps` stops this session early, as
-    Ctrl-C would (tests use it to check that resuming is exact)."""
+    last.pt, metrics.jsonl and curves.png into run_dir. `stop_after_steps` stops this session
+    early, as Ctrl-C would (tests use it to check that resuming is exact)."""
     run_dir = Path(run_dir)
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
-    if model_config.vocab_size != _vocab_size(tokenizer_config):
-        raise MidigenError("model vocabulary does not match the tokenizer settings")
-    for other, what in ((init_from, "--init-from"), (resume_from, "--resume")):
-        if other is not None and other.tokenizer_config != tokenizer_config:
-            raise MidigenError(f"{what} checkpoint was trained with other tokenizer settings "
-                               f"({other.tokenizer_config.to_dict()}); use the same ones")
+    _check_compatible(tokenizer_config, model_config, init_from, resume_from)
 
     # --- data: split by groups of files, the training stream, the validation pieces ---------
     # A resumed run keeps its own split (runs from before split modes were split by file).
@@ -184,172 +190,115 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
         raise MidigenError(f"the training split holds {len(stream)} events, too few for one "
                            f"window of {config.seq_len}: use a smaller --seq-len or more music")
     valid_ids = [np.asarray(p.ids, dtype=np.int64) for p in valid_pieces]
-    valid_seconds = float(sum(p.duration_s for p in valid_pieces))
     tokens_per_step = config.batch_size * config.seq_len
 
-    # --- model, optimizer, and where we start from -----------------------------------------
-    model = MusicRNN(model_config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.99),
-                                  weight_decay=config.weight_decay,
-                                  fused=True if device.type == "cuda" else None)
-    data_rng = torch.Generator().manual_seed(config.seed)
-    step, best, total_steps, rows = 0, math.inf, None, []
-    if config.steps is not None:
-        total_steps = config.steps
-    elif config.epochs is not None:
-        total_steps = max(1, math.ceil(config.epochs * len(stream) / tokens_per_step))
-    elif config.minutes is None:
-        total_steps = DEFAULT_STEPS
+    # --- model, optimizer, budget, and where we start from ----------------------------------
+    model = MusicRNN(model_config).to(device)  # (a data-parallel wrapper would go here)
+    optimizer = make_optimizer(model, config, device)
+    run = Session(run_dir, model, optimizer, torch.Generator().manual_seed(config.seed), device,
+                   Budget.plan(config, len(stream), tokens_per_step), tokenizer_config, config,
+                   split, valid_ids, float(sum(p.duration_s for p in valid_pieces)),
+                   corpus_source, corpus_summary or {})
     if init_from is not None:
         model.load_state_dict(init_from.model_state)
     if resume_from is not None:
-        model.load_state_dict(resume_from.model_state)
-        optimizer.load_state_dict(resume_from.optimizer_state)
-        step, total_steps = resume_from.step, resume_from.train_config["total_steps"]
-        best = resume_from.best_valid_loss if resume_from.best_valid_loss is not None else math.inf
-        data_rng.set_state(resume_from.rng_state["data"])
-        torch.set_rng_state(resume_from.rng_state["torch"])
-        if device.type == "cuda" and "cuda" in resume_from.rng_state:
-            torch.cuda.set_rng_state(resume_from.rng_state["cuda"])
-        rows = read_rows(run_dir / METRICS_FILE, up_to_step=step)
+        run.restore(resume_from)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_rows(run_dir / METRICS_FILE, rows)
-
-    def checkpoint(last_eval: MetricsRow | None) -> Checkpoint:
-        rng = {"data": data_rng.get_state(), "torch": torch.get_rng_state()}
-        if device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state()
-        return Checkpoint(
-            tokenizer_config=tokenizer_config, model_config=model_config,
-            train_config={**config.to_dict(), "total_steps": total_steps,
-                          "corpus": corpus_source, "device_used": str(device)},
-            model_state=model.state_dict(), optimizer_state=optimizer.state_dict(), step=step,
-            best_valid_loss=None if best == math.inf else best, split=split,
-            corpus_summary=corpus_summary or {},
-            metrics=last_eval.to_dict() if last_eval else {}, rng_state=rng)
-
-    def evaluate() -> dict:
-        from midigen.evaluate import nll_over_pieces
-
-        scored = nll_over_pieces(model, valid_ids, device=device)
-        return {"valid_nll": scored["nll_per_event"], "valid_ppl": scored["perplexity"],
-                "valid_nll_per_s": scored["total_nll"] / max(valid_seconds, 1e-9)}
+    write_rows(run_dir / METRICS_FILE, run.rows)
+    budget, step = run.budget, run.step
 
     # --- the loop ------------------------------------------------------------------------------
     model.train()
-    start_step, started = step, time.monotonic()
-    deadline = started + 60 * config.minutes if config.minutes and total_steps is None else None
-    train_time_s, tokens_per_s, interrupted = 0.0, 0.0, False
+    tokens_per_s, interrupted = 0.0, False
     loss_sum, loss_count = torch.zeros((), device=device), 0
-    last_eval = next((r for r in reversed(rows) if r.is_eval), None)
     train_losses: list[tuple[int, float]] = []
-    progress = _progress(console, total_steps)
+    progress = _progress(console)
     with StopOnSignals() as stop, progress:
-        task = progress.add_task("train", total=total_steps, completed=step, loss="-",
-                                 val=_fmt(last_eval), tps="-")
-        while total_steps is None or step < total_steps:
+        task = progress.add_task("train", total=budget.total_steps, completed=step, loss="-",
+                                 val=_fmt(run.last_eval), tps="-")
+        while not budget.done(step):
             if stop.requested or (stop_after_steps is not None
-                                  and step - start_step >= stop_after_steps):
+                                  and step - budget.start_step >= stop_after_steps):
                 interrupted = True
                 break
-            if deadline is not None and time.monotonic() > deadline:
-                total_steps = step  # the clock ran out before the planned steps
+            if budget.out_of_time(step):
                 break
             t0, eval_s = time.perf_counter(), 0.0
-            lr = lr_at(step, total_steps, config)
+            lr = lr_at(step, budget.total_steps, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = random_windows(stream, config.batch_size, config.seq_len, data_rng,
+            x, y = random_windows(stream, config.batch_size, config.seq_len, run.data_rng,
                                   config.transpose)  # (B, T) each
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast(device):
-                logits, _ = model(x)  # (B, T, V)
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            step += 1
-            loss_sum += loss.detach()
+            loss_sum += train_step(model, optimizer, x, y, config.grad_clip)
             loss_count += 1
+            step = run.step = step + 1
 
-            is_eval = step % config.eval_every == 0 or step == total_steps
+            is_eval = step % config.eval_every == 0 or budget.done(step)
             if step % config.log_every == 0 or is_eval:
                 train_loss = (loss_sum / loss_count).item()  # the only sync with the device
                 loss_sum.zero_()
                 loss_count = 0
-                if not math.isfinite(train_loss) or train_loss > 3 * math.log(model_config.vocab_size) + 5:
-                    kept = (f"the last good checkpoint is kept in {run_dir / 'last.pt'}"
-                            if (run_dir / "last.pt").exists() else "no checkpoint was written yet")
-                    raise MidigenError(f"training diverged at step {step} (loss {train_loss:.3g}); "
-                                       f"{kept}. Try a lower --lr.")
-                done_s = train_time_s + time.perf_counter() - t0
-                tokens_per_s = (step - start_step) * tokens_per_step / max(done_s, 1e-9)
+                _check_diverged(train_loss, step, model_config, config, run_dir)
+                done_s = budget.train_s + time.perf_counter() - t0
+                tokens_per_s = (step - budget.start_step) * tokens_per_step / max(done_s, 1e-9)
                 train_losses.append((step, train_loss))
                 row = MetricsRow(step=step, tokens=step * tokens_per_step, lr=lr,
                                  train_loss=train_loss, tokens_per_s=round(tokens_per_s, 1),
-                                 elapsed_s=round(time.monotonic() - started, 2))
+                                 elapsed_s=round(time.monotonic() - budget.started, 2))
                 if is_eval:
                     eval_start = time.perf_counter()
-                    row = replace(row, **evaluate())
-                    last_eval = row
-                    if row.valid_nll < best:
-                        best = row.valid_nll
-                        save_checkpoint(run_dir / "best.pt", checkpoint(row))
-                    save_checkpoint(run_dir / "last.pt", checkpoint(row))
-                rows.append(row)
-                append_row(run_dir / METRICS_FILE, row)
-                if is_eval:
-                    _plot(rows, run_dir)
+                    run.evaluate_and_save(row)
                     eval_s = time.perf_counter() - eval_start
+                else:
+                    run.log(row)
                 progress.update(task, completed=step, loss=f"{train_loss:.3f}",
-                                val=_fmt(last_eval),
-                                tps=f"{tokens_per_s:,.0f}")
-            train_time_s += time.perf_counter() - t0 - eval_s
+                                val=_fmt(run.last_eval), tps=f"{tokens_per_s:,.0f}")
+            budget.train_s += time.perf_counter() - t0 - eval_s
+            if budget.replan(step, config.log_every, config.eval_every,
+                             sum(map(len, valid_ids)), tokens_per_step):
+                progress.update(task, total=budget.total_steps)
 
-            if deadline is not None and step - start_step >= CALIBRATION_STEPS and (
-                    total_steps is None or step % config.log_every == 0):
-                # Plan (and keep re-planning) the --minutes budget as a step count, so the
-                # cosine schedule ends on time even when the machine's speed changes under us.
-                # Evaluation forward passes cost about a third of a training step per token.
-                per_step = train_time_s / (step - start_step)
-                eval_cost = per_step * sum(map(len, valid_ids)) / tokens_per_step / 3
-                remaining = deadline - time.monotonic()
-                total_steps = step + max(1, int(0.95 * remaining
-                                                / (per_step + eval_cost / config.eval_every)))
-                progress.update(task, total=total_steps)
-
-        if not interrupted and (last_eval is None or last_eval.step != step):
+        if not interrupted and (run.last_eval is None or run.last_eval.step != step):
             # The budget ended between evaluations (the clock ran out): score and save once more.
-            row = MetricsRow(step=step, tokens=step * tokens_per_step,
-                             lr=lr_at(max(step - 1, 0), total_steps, config),
-                             train_loss=(loss_sum / loss_count).item() if loss_count else None,
-                             tokens_per_s=round(tokens_per_s, 1),
-                             elapsed_s=round(time.monotonic() - started, 2), **evaluate())
-            last_eval = row
-            if row.valid_nll < best:
-                best = row.valid_nll
-                save_checkpoint(run_dir / "best.pt", checkpoint(row))
-            rows.append(row)
-            append_row(run_dir / METRICS_FILE, row)
-            _plot(rows, run_dir)
-        save_checkpoint(run_dir / "last.pt", checkpoint(last_eval))
+            run.evaluate_and_save(MetricsRow(
+                step=step, tokens=step * tokens_per_step,
+                lr=lr_at(max(step - 1, 0), budget.total_steps, config),
+                train_loss=(loss_sum / loss_count).item() if loss_count else None,
+                tokens_per_s=round(tokens_per_s, 1),
+                elapsed_s=round(time.monotonic() - budget.started, 2)))
+        else:
+            save_checkpoint(run_dir / "last.pt", run.checkpoint())
     return TrainResult(
-        run_dir=run_dir, step=step, total_steps=total_steps or step,
-        best_valid_loss=None if best == math.inf else best, last_eval=last_eval,
-        tokens_per_s=tokens_per_s, elapsed_s=time.monotonic() - started, interrupted=interrupted,
-        stop_signal=stop.signum,
-        train_losses=train_losses, num_parameters=model.num_parameters(),
-        split_by=split_by,
+        run_dir=run_dir, step=step, total_steps=budget.total_steps or step,
+        best_valid_loss=None if run.best == math.inf else run.best, last_eval=run.last_eval,
+        tokens_per_s=tokens_per_s, elapsed_s=time.monotonic() - budget.started,
+        interrupted=interrupted, stop_signal=stop.signum,
+        split_by=split_by, train_losses=train_losses, num_parameters=model.num_parameters(),
         split_sizes={"train_pieces": len(train_pieces), "valid_pieces": len(valid_pieces),
                      "train_events": len(stream), "valid_events": sum(map(len, valid_ids)),
-                     "valid_seconds": valid_seconds})
+                     "valid_seconds": run.valid_seconds})
 
 
-def _vocab_size(tokenizer_config: TokenizerConfig) -> int:
-    from midigen.tokenizer import vocabulary
+def _check_compatible(tokenizer_config, model_config, init_from, resume_from) -> None:
+    if model_config.vocab_size != vocabulary(tokenizer_config).size:
+        raise MidigenError("model vocabulary does not match the tokenizer settings")
+    for other, what in ((init_from, "--init-from"), (resume_from, "--resume")):
+        if other is not None and other.tokenizer_config != tokenizer_config:
+            raise MidigenError(f"{what} checkpoint was trained with other tokenizer settings "
+                               f"({other.tokenizer_config.to_dict()}); use the same ones")
 
-    return vocabulary(tokenizer_config).size
+
+def _check_diverged(train_loss: float, step: int, model_config: ModelConfig,
+                    config: TrainConfig, run_dir: Path) -> None:
+    """Stop on a NaN loss, or one far above guessing uniformly (config.diverge_factor)."""
+    limit = config.diverge_factor * math.log(model_config.vocab_size) + 5
+    if math.isfinite(train_loss) and train_loss <= limit:
+        return
+    kept = (f"the last good checkpoint is kept in {run_dir / 'last.pt'}"
+            if (run_dir / "last.pt").exists() else "no checkpoint was written yet")
+    raise MidigenError(f"training diverged at step {step} (loss {train_loss:.3g}); "
+                       f"{kept}. Try a lower --lr.")
 
 
 def _fmt(row: MetricsRow | None) -> str:

@@ -1,4 +1,5 @@
-"""The CLI's last guard: library errors become one line and exit 1, usage errors stay usage."""
+"""The CLI's last guard: library errors become one line and exit 1, usage errors stay usage
+(2), bugs exit 70."""
 
 from __future__ import annotations
 
@@ -46,6 +47,6 @@ def test_usage_errors_keep_clicks_exit_code_2():
 def test_unexpected_errors_show_no_traceback(monkeypatch):
     monkeypatch.delenv("MIDIGEN_DEBUG", raising=False)
     result = runner.invoke(make_app(), ["bug"])
-    assert result.exit_code == 2
+    assert result.exit_code == 70  # apart from usage errors (2), so scripts can tell a bug
     assert "Traceback" not in result.output
     assert "internal error (ZeroDivisionError" in result.output

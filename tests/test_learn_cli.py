@@ -76,6 +76,21 @@ def test_train_then_inspect(corpus, tmp_path):
     assert result.exit_code == 0, text
 
 
+def test_resume_of_a_minutes_run_stopped_before_its_plan(corpus, tmp_path):
+    from midigen.checkpoint import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    result, text = invoke("train", corpus, *TINY, "--minutes", "0.02", "--run-dir", run)
+    assert result.exit_code == 0, text
+    # As if Ctrl-C came in the first seconds: no step count planned yet, little time used.
+    ckpt = load_checkpoint(run / "last.pt")
+    ckpt.train_config.update(total_steps=None, seconds_used=0.5)
+    save_checkpoint(run / "last.pt", ckpt)
+    result, text = invoke("train", "--resume", run, "--device", "cpu")
+    assert result.exit_code == 0, text
+    assert load_checkpoint(run / "last.pt").train_config["total_steps"] >= ckpt.step
+
+
 def test_empty_folder_and_unreadable_scores_are_one_line_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     result, text = invoke("train", tmp_path / "empty", *TINY, "--steps", "2")

@@ -241,3 +241,37 @@ def test_split_mode_is_saved_and_kept_on_resume(tmp_path):
                                                          split_by="file"),
                  tmp_path / "run", resume_from=ckpt)
     assert rest.split_by == "folder" and rest.step == 4
+
+def test_minutes_run_stopped_before_its_plan_resumes_with_the_minutes_left(tmp_path):
+    pieces = phrase_pieces()
+    config = tiny_train(minutes=0.05, eval_every=1000)
+    first = train(pieces, TOK, tiny_model(), config, tmp_path / "run", stop_after_steps=3)
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert first.interrupted and ckpt.train_config["total_steps"] is None  # not planned yet
+    assert 0 < ckpt.train_config["seconds_used"] < 3
+    rest = train(pieces, TOK, tiny_model(), config, tmp_path / "run", resume_from=ckpt)
+    assert not rest.interrupted and rest.step == rest.total_steps > 3
+    assert load_checkpoint(tmp_path / "run" / "last.pt").train_config["seconds_used"] < 10
+
+
+def test_budget_resume_keeps_a_plan_and_gives_an_unplanned_clock_what_is_left():
+    import time
+
+    from midigen.budget import DEFAULT_STEPS, Budget
+
+    assert Budget.resume({"total_steps": 50, "minutes": 1.0}, 7).total_steps == 50
+    left = Budget.resume({"total_steps": None, "minutes": 1.0, "seconds_used": 45.0}, 7)
+    assert left.total_steps is None and left.start_step == 7
+    assert left.deadline - time.monotonic() == pytest.approx(15.0, abs=1.0)
+    spent = Budget.resume({"total_steps": None, "minutes": 1.0, "seconds_used": 90.0}, 7)
+    assert spent.out_of_time(7) and spent.total_steps == 7 and spent.done(7)
+    assert Budget.resume({}, 0).total_steps == DEFAULT_STEPS
+
+
+def test_train_config_records_betas_and_divergence_and_reads_old_checkpoints(tmp_path):
+    config = tiny_train(steps=2, betas=(0.8, 0.95), diverge_factor=2.0)
+    train(phrase_pieces(), TOK, tiny_model(), config, tmp_path / "run")
+    saved = load_checkpoint(tmp_path / "run" / "last.pt").train_config
+    assert TrainConfig.from_dict(saved) == config
+    old = {k: v for k, v in saved.items() if k not in ("betas", "diverge_factor")}
+    assert TrainConfig.from_dict(old) == tiny_train(steps=2)  # older checkpoints: defaults

@@ -2,6 +2,9 @@
 
 Library code raises MidigenError; here it becomes one red line on stderr and exit code 1,
 so no command ever shows a traceback to a musician (MIDIGEN_DEBUG=1 shows it for us).
+Exit codes (documented in the README): 0 done, 1 a problem with the input (a clear line
+says which), 2 a usage error (click's), 70 an internal error (a bug: please report it), 130
+stopped by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,11 +24,16 @@ from midigen.errors import MidigenError
 from midigen.fileio import disk_reason, is_disk_error
 from midigen.stopping import Stopped, exit_code, raising_on_stop_signals
 
+EXIT_ERROR = 1  # bad input, a missing file, a bad checkpoint: the message says what to do
+EXIT_USAGE = 2  # a bad flag or value, as click reports it
+EXIT_INTERNAL = 70  # a bug in midigen (EX_SOFTWARE in sysexits.h)
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as the shell reports it
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     """Print one error line and leave with a non-zero exit code."""
     err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
@@ -96,7 +104,7 @@ class _ErrorsAsLines(TyperGroup):
             if is_disk_error(e):  # a write outside midigen.fileio hit a full or read-only disk
                 fail(f"{e.filename or 'a file'}: {disk_reason(e)}")
             fail(f"internal error ({type(e).__name__}: {e}); rerun with MIDIGEN_DEBUG=1 "
-                 "for details", 2)
+                 "for details", EXIT_INTERNAL)
 
 
 app = typer.Typer(

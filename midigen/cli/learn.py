@@ -159,7 +159,8 @@ def _resume(run_dir: Path, device: str):
     source = ckpt.train_config.get("corpus")
     config = TrainConfig.from_dict({**ckpt.train_config, "device": device})
     loaded, pieces = _load_pieces(Path(source) if source else None, ckpt.tokenizer_config)
-    if ckpt.step >= ckpt.train_config.get("total_steps", 0):
+    total_steps = ckpt.train_config.get("total_steps")  # None: a --minutes run not yet planned
+    if total_steps is not None and ckpt.step >= total_steps:
         raise MidigenError(f"{run_dir} already finished its {ckpt.step} steps; start a new run "
                            "with --init-from to train further")
     out.print(f"resuming {run_dir} at step {ckpt.step}")
@@ -281,9 +282,7 @@ def demo(
     defaults = {"model": DEMO_MODEL, "train": DEMO_TRAIN}
     result = _start(None, {}, {"minutes": train_minutes, "seed": seed}, DEMO_TOKENS, device.value, None,
                     None, defaults=defaults)
-    _report(result)
-    if result.interrupted:
-        return
+    _report(result)  # exits 130 when Ctrl-C stopped training
     from midigen.sample import sample_to_files
 
     rows = sample_to_files(result.run_dir, out_dir, num=num, seconds=DEMO_SECONDS,

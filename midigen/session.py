@@ -1,0 +1,119 @@
+"""A training session's state and everything it writes: metrics rows, curves.png, best.pt and
+last.pt, with evaluation in one place, so the loop in train.py reads as a loop.
+
+A multi-process run would write from one process only: every write of a run passes here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from midigen.budget import Budget
+from midigen.checkpoint import Checkpoint, save_checkpoint
+from midigen.metrics import METRICS_FILE, MetricsRow, append_row, read_rows
+from midigen.model import MusicRNN
+from midigen.tokenizer import TokenizerConfig
+
+if TYPE_CHECKING:
+    from midigen.train import TrainConfig
+
+log = logging.getLogger("midigen")
+
+
+def _plot(rows: list[MetricsRow], run_dir: Path) -> None:
+    """curves.png next to the checkpoints. A picture must never stop training, so a failure
+    is one warning line (what went wrong), and training goes on."""
+    try:
+        from midigen.pianoroll import plot_training_curves
+
+        plot_training_curves(rows, run_dir / "curves.png")
+    except Exception as e:  # noqa: BLE001 - reported, not hidden; training goes on
+        log.warning("warning: could not draw %s (%s: %s)", run_dir / "curves.png",
+                    type(e).__name__, e)
+
+
+@dataclass
+class Session:
+    """What a training session writes: rows to metrics.jsonl, curves.png, best.pt and last.pt.
+
+    Every file a run writes goes through here (a multi-process run writes from one process),
+    and evaluation is done in one place (`evaluate`).
+    """
+
+    run_dir: Path
+    model: MusicRNN
+    optimizer: torch.optim.Optimizer
+    data_rng: torch.Generator
+    device: torch.device
+    budget: Budget
+    tokenizer_config: TokenizerConfig
+    config: TrainConfig
+    split: dict
+    valid_ids: list
+    valid_seconds: float
+    corpus_source: str | None
+    corpus_summary: dict
+    step: int = 0
+    best: float = math.inf
+    rows: list[MetricsRow] = field(default_factory=list)
+    last_eval: MetricsRow | None = None
+
+    def checkpoint(self) -> Checkpoint:
+        rng = {"data": self.data_rng.get_state(), "torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state()
+        train_config = {**self.config.to_dict(), "total_steps": self.budget.total_steps,
+                        "seconds_used": round(self.budget.seconds_used(), 3),
+                        "corpus": self.corpus_source, "device_used": str(self.device)}
+        return Checkpoint(
+            tokenizer_config=self.tokenizer_config, model_config=self.model.config,
+            train_config=train_config, model_state=self.model.state_dict(),
+            optimizer_state=self.optimizer.state_dict(), step=self.step,
+            best_valid_loss=None if self.best == math.inf else self.best, split=self.split,
+            corpus_summary=self.corpus_summary,
+            metrics=self.last_eval.to_dict() if self.last_eval else {}, rng_state=rng)
+
+    def evaluate(self) -> dict:
+        """Validation NLL over whole pieces with carried state, as MetricsRow fields."""
+        from midigen.evaluate import nll_over_pieces
+
+        scored = nll_over_pieces(self.model, self.valid_ids, device=self.device)
+        return {"valid_nll": scored["nll_per_event"], "valid_ppl": scored["perplexity"],
+                "valid_nll_per_s": scored["total_nll"] / max(self.valid_seconds, 1e-9)}
+
+    def log(self, row: MetricsRow) -> None:
+        self.rows.append(row)
+        append_row(self.run_dir / METRICS_FILE, row)
+
+    def evaluate_and_save(self, row: MetricsRow) -> MetricsRow:
+        """Score the model; save best.pt when it is the best so far, and last.pt; log the
+        row; redraw the curves."""
+        row = replace(row, **self.evaluate())
+        self.last_eval = row
+        if row.valid_nll < self.best:
+            self.best = row.valid_nll
+            save_checkpoint(self.run_dir / "best.pt", self.checkpoint())
+        save_checkpoint(self.run_dir / "last.pt", self.checkpoint())
+        self.log(row)
+        _plot(self.rows, self.run_dir)
+        return row
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Continue exactly where `ckpt` stopped: weights, optimizer, step, budget, RNGs, metrics."""
+        self.model.load_state_dict(ckpt.model_state)
+        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        self.step = ckpt.step
+        self.budget = Budget.resume(ckpt.train_config, ckpt.step)
+        self.best = ckpt.best_valid_loss if ckpt.best_valid_loss is not None else math.inf
+        self.data_rng.set_state(ckpt.rng_state["data"])
+        torch.set_rng_state(ckpt.rng_state["torch"])
+        if self.device.type == "cuda" and "cuda" in ckpt.rng_state:
+            torch.cuda.set_rng_state(ckpt.rng_state["cuda"])
+        self.rows = read_rows(self.run_dir / METRICS_FILE, up_to_step=ckpt.step)
+        self.last_eval = next((r for r in reversed(self.rows) if r.is_eval), None)
