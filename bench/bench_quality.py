@@ -19,7 +19,9 @@ length, stride half of it, so each event sees at least half a context of history
 
 from __future__ import annotations
 
-import midigen  # noqa: F401  (first: it chooses how OpenMP threads wait, before torch loads)
+from midigen.threads import set_openmp_wait_policy
+
+set_openmp_wait_policy()  # as the midigen command does, before torch loads
 
 # isort: split
 import argparse

@@ -15,7 +15,9 @@ Goal: loop / bare >= 0.9 (the data pipeline never starves the model).
 
 from __future__ import annotations
 
-import midigen  # noqa: F401  (first: it chooses how OpenMP threads wait, before torch loads)
+from midigen.threads import set_openmp_wait_policy
+
+set_openmp_wait_policy()  # as the midigen command does, before torch loads
 
 # isort: split
 import argparse
@@ -29,6 +31,7 @@ import torch
 
 from midigen.device import pick_device
 from midigen.model import ModelConfig, MusicRNN
+from midigen.threads import use_all_cores
 from midigen.tokenizer import TokenizerConfig, vocabulary
 from midigen.train import TrainConfig, make_optimizer, train, train_step
 
@@ -90,6 +93,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
+    use_all_cores()  # as `midigen train` does
     device = pick_device(args.device)
     gpu = device.type == "cuda"
     layers = args.layers or (3 if gpu else 2)

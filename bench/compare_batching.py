@@ -12,6 +12,11 @@ Usage: python bench/compare_batching.py [--steps 300] [--seeds 0 1]
 
 from __future__ import annotations
 
+from midigen.threads import set_openmp_wait_policy
+
+set_openmp_wait_policy()  # as the midigen command does, before torch loads
+
+# isort: split
 import argparse
 import time
 
@@ -21,10 +26,10 @@ import torch.nn.functional as F
 
 from midigen.batches import build_stream, random_windows
 from midigen.corpus import load_corpus
-from midigen.device import pick_device
 from midigen.evaluate import nll_over_pieces
 from midigen.model import ModelConfig, MusicRNN, detach_state
 from midigen.split import split_pieces
+from midigen.threads import use_all_cores
 from midigen.tokenizer import TokenizerConfig, vocabulary
 from midigen.train import TrainConfig, lr_at
 
@@ -70,7 +75,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=256)
     args = parser.parse_args()
-    pick_device("cpu")
+    use_all_cores()  # as `midigen train` does
     tok = TokenizerConfig()
     corpus = load_corpus(None, tok)
     train_p, valid_p = split_pieces(corpus.pieces, 0.1, 0)

@@ -1,9 +1,9 @@
-"""Which device trains: CUDA (bf16 autocast) when present, then Apple MPS, else all CPU cores."""
+"""Which device trains: CUDA (bf16 autocast) when present, then Apple MPS, else the CPU (the
+`midigen` command gives torch every core: midigen.threads.use_all_cores)."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
 
@@ -28,12 +28,7 @@ def pick_device(name: str | None = "auto") -> torch.device:
         raise MidigenError("--device mps asked for, but Apple MPS is not available")
     if name not in DEVICES and not name.startswith("cuda:"):
         raise MidigenError(f"unknown device {name!r}: choose one of {', '.join(DEVICES)}")
-    device = torch.device(name)
-    if device.type == "cpu":
-        # torch may start with fewer threads than the cores this process may use.
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        torch.set_num_threads(max(1, cores or 1))
-    return device
+    return torch.device(name)
 
 
 def autocast(device: torch.device):

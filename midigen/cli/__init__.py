@@ -5,4 +5,7 @@ from midigen.cli.app import app
 
 
 def main() -> None:
+    from midigen.threads import set_openmp_wait_policy
+
+    set_openmp_wait_policy()  # before anything imports torch
     app()

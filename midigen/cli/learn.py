@@ -123,9 +123,11 @@ def _start(corpus, model_opts, train_opts, token_opts, device, run_dir, init_fro
            defaults: dict | None = None):
     from midigen.checkpoint import load_checkpoint
     from midigen.model import ModelConfig
+    from midigen.threads import use_all_cores
     from midigen.tokenizer import TokenizerConfig, vocabulary
     from midigen.train import TrainConfig, train
 
+    use_all_cores()
     init = load_checkpoint(init_from) if init_from else None
     if init is not None:
         clash = [k for k, v in token_opts.items() if init.tokenizer_config.to_dict()[k] != v]
@@ -151,8 +153,10 @@ def _start(corpus, model_opts, train_opts, token_opts, device, run_dir, init_fro
 
 def _resume(run_dir: Path, device: str):
     from midigen.checkpoint import load_checkpoint
+    from midigen.threads import use_all_cores
     from midigen.train import TrainConfig, train
 
+    use_all_cores()
     if not (run_dir / "last.pt").is_file():
         raise MidigenError(f"{run_dir} has no last.pt to resume from")
     ckpt = load_checkpoint(run_dir / "last.pt")

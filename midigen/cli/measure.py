@@ -38,7 +38,9 @@ def evaluate(
     """
     from midigen.device import pick_device
     from midigen.evaluate import evaluate_corpus
+    from midigen.threads import use_all_cores
 
+    use_all_cores()
     with ProgressBar("scoring", enabled=err.is_terminal and not as_json) as bar:
         result = evaluate_corpus(checkpoint, corpus, device=str(pick_device(device)),
                                  on_progress=bar)
