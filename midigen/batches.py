@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from midigen.errors import MidigenError
-from midigen.events import EventType
 from midigen.tokenizer import (
     TokenizerConfig,
     decode_ids,
@@ -56,8 +55,8 @@ def build_stream(pieces_ids: list[np.ndarray], config: TokenizerConfig) -> Token
     return TokenStream(
         ids=torch.from_numpy(ids),
         pitched=torch.from_numpy(mask),
-        note_offset=vocab.offset[EventType.NOTE_ON],
-        num_pitches=config.max_pitch - config.min_pitch + 1,
+        note_offset=vocab.note_on_ids.start,
+        num_pitches=vocab.num_pitches,
         num_pieces=len(pieces_ids),
     )
 

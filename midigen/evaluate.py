@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from midigen.errors import MidigenError
+from midigen.vocabulary import vocabulary
 
 LOG2 = math.log(2.0)
 
@@ -95,18 +96,6 @@ def summarise_nll(total_nll: float, num_events: int, num_pieces: int = 0,
     return result
 
 
-def count_note_ons(ids: np.ndarray, tokenizer_config) -> int:
-    """How many notes a token sequence holds (its NOTE_ON events)."""
-    from midigen.events import EventType
-    from midigen.tokenizer import vocabulary
-
-    vocab = vocabulary(tokenizer_config)
-    lo = vocab.offset[EventType.NOTE_ON]
-    hi = lo + vocab.block_size[EventType.NOTE_ON]
-    ids = np.asarray(ids)
-    return int(((ids >= lo) & (ids < hi)).sum())
-
-
 def evaluate_corpus(checkpoint: Path | None, corpus_dir: Path, device: str = "cpu",
                     window_events: int = 2048,
                     on_progress: Callable[[int, int], None] | None = None) -> dict:
@@ -132,7 +121,7 @@ def evaluate_corpus(checkpoint: Path | None, corpus_dir: Path, device: str = "cp
     scored = nll_over_pieces(model, ids, device=device, window_events=window_events,
                              on_progress=on_progress)
     duration_s = float(sum(p.duration_s for p in pieces))
-    notes_kept = sum(count_note_ons(a, tokenizer_config) for a in ids)
+    notes_kept = sum(map(vocabulary(tokenizer_config).count_note_ons, ids))
     notes_read = sum(int(getattr(p, "num_notes", 0) or 0) for p in pieces)
     result = summarise_nll(scored["total_nll"], scored["num_events"], len(pieces),
                            duration_s=duration_s, num_notes=notes_kept)

@@ -24,6 +24,20 @@ NOTE_DTYPE = np.dtype(
 )
 
 
+DRUM_KEY = 128  # instrument key of drums; GM programs are 0..127
+PITCH_CLASS_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def pitch_name(pitch: int) -> str:
+    """Scientific pitch name of a MIDI key: 60 -> "C4"."""
+    return f"{PITCH_CLASS_NAMES[int(pitch) % 12]}{int(pitch) // 12 - 1}"
+
+
+def instrument_keys(notes: np.ndarray) -> np.ndarray:
+    """Each note's instrument key (int64): its GM program, or DRUM_KEY for drums."""
+    return np.where(notes["is_drum"], DRUM_KEY, notes["program"]).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Note:
     """One sounding note, with its instrument, in seconds."""

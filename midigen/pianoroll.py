@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from midigen.audio import prepare_output_path
+from midigen.events import pitch_name
 from midigen.fileio import atomic_write
 from midigen.metrics import MetricsRow
 
@@ -29,12 +30,6 @@ GM_DRUM_NAMES = {
     52: "china", 53: "ride bell", 54: "tambourine", 55: "splash", 56: "cowbell", 57: "crash 2",
     59: "ride 2", 69: "cabasa", 70: "maracas", 75: "claves", 76: "wood block",
 }
-_NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-
-
-def pitch_name(pitch: int) -> str:
-    """Scientific pitch name of a MIDI key: 60 -> "C4"."""
-    return f"{_NOTE_NAMES[int(pitch) % 12]}{int(pitch) // 12 - 1}"
 
 
 def _save_atomically(fig, path: Path, dpi: int) -> None:

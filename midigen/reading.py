@@ -21,8 +21,9 @@ import numpy as np
 
 from midigen import midi_io
 from midigen.errors import MidigenError
+from midigen.events import instrument_keys
 from midigen.stopping import STOP_SIGNALS
-from midigen.tokenizer import DRUM_KEY, TokenizerConfig, encode_notes
+from midigen.tokenizer import TokenizerConfig, encode_notes
 
 FILE_TIMEOUT_S = 60  # a file that takes longer is skipped as "timed out"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -41,7 +42,7 @@ def read_file_tokens(path: str, config: TokenizerConfig) -> dict:
             ids = encode_notes(piece.notes, config)
             if len(ids) <= 2:
                 continue
-            keys = np.where(piece.notes["is_drum"], DRUM_KEY, piece.notes["program"])
+            keys = instrument_keys(piece.notes)
             pieces.append({"name": piece.name, "ids": ids.astype(np.uint16),
                            "duration_s": round(piece.duration_s, 3),
                            "num_notes": len(piece.notes),

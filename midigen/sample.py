@@ -31,10 +31,10 @@ import numpy as np
 import torch
 
 from midigen.errors import MidigenError
-from midigen.events import EventType
 from midigen.model import MusicRNN
 from midigen.stepper import Stepper
-from midigen.tokenizer import DRUM_KEY, TokenizerConfig, decode_ids, encode_notes, vocabulary
+from midigen.tokenizer import TokenizerConfig, decode_ids, encode_notes
+from midigen.vocabulary import NoteGrammar, vocabulary
 
 DEFAULT_MAX_EVENTS = 2000
 EVENTS_PER_SECOND_CAP = 200  # with only --seconds, a model that never moves time still stops
@@ -107,79 +107,6 @@ def next_ids(logits: np.ndarray, temperature: float, top_k: int | None, top_p: f
     return pick
 
 
-def shift_steps_table(config: TokenizerConfig) -> np.ndarray:
-    """Time steps each id moves the clock: k for TIME_SHIFT k, else 0. (V,) int64."""
-    vocab = vocabulary(config)
-    table = np.zeros(vocab.size, dtype=np.int64)
-    first = vocab.offset[EventType.TIME_SHIFT]
-    table[first:first + config.max_shift_steps] = np.arange(1, config.max_shift_steps + 1)
-    return table
-
-
-class _Grammar:
-    """Which note events are legal next, per piece: the state `decode_ids` keeps, in numpy.
-
-    `until[b * K + k, p]` is the last clock step at which pitch p of instrument k still
-    sounds in piece b (its start plus max_note_steps, the rule by which the decoder closes
-    overlong notes), or -1 when it is silent; so a note sounds while `clock <= until`.
-    Instruments: 129 keys (programs and drums) with program tokens, else one. Per-id lookup
-    tables keep each step to a few small (B,) / (B, P) operations.
-    """
-
-    def __init__(self, vocab, config: TokenizerConfig, num: int, prefix: list[int]):
-        self.num_pitches = P = vocab.block_size[EventType.NOTE_ON]
-        self.on_lo = vocab.offset[EventType.NOTE_ON]  # the NOTE_OFF block follows it
-        self.num_instruments = K = DRUM_KEY + 1 if config.use_programs else 1
-        self.max_steps = config.max_note_steps
-        # Per id: the pitch index of a note event, whether it starts / ends a note, and the
-        # instrument it selects (-1: none).
-        note = np.arange(vocab.size) - self.on_lo
-        self.is_on_of = (note >= 0) & (note < P)
-        self.is_off_of = (note >= P) & (note < 2 * P)
-        self.pitch_of = np.clip(np.where(self.is_off_of, note - P, note), 0, P - 1)
-        self.instrument_of = np.full(vocab.size, -1, dtype=np.int64)
-        if config.use_programs:
-            lo = vocab.offset[EventType.PROGRAM]
-            self.instrument_of[lo:lo + DRUM_KEY] = np.arange(DRUM_KEY)
-            self.instrument_of[vocab.offset[EventType.DRUMS]] = DRUM_KEY
-        self.shift_of = shift_steps_table(config)
-        # Walk the primer as the decoder would (shared by all pieces).
-        until = np.full((K, P), -1, dtype=np.int32)  # int32: 66 MB at 1000 pieces
-        instrument, clock = 0, 0
-        for token in prefix:
-            clock += int(self.shift_of[token])
-            if self.instrument_of[token] >= 0:
-                instrument = int(self.instrument_of[token])
-            if self.is_on_of[token]:
-                until[instrument, self.pitch_of[token]] = clock + self.max_steps
-            elif self.is_off_of[token]:
-                until[instrument, self.pitch_of[token]] = -1
-        self.until = np.tile(until, (num, 1))  # (B * K, P)
-        self.flat = self.until.reshape(-1)  # a view
-        self.clock = np.full(num, clock, dtype=np.int64)
-        self.base = np.arange(num) * K  # row of instrument 0 per piece
-        self.row = self.base + instrument  # (B,) row of `until` for the current instrument
-        self.row_start = self.row * P  # the same row in `flat`
-
-    def mask(self, logits: np.ndarray) -> None:
-        """Rule out, in place, the note events the decoder would have to repair."""
-        lo, P = self.on_lo, self.num_pitches
-        sounding = self.until[self.row] >= self.clock[:, None]  # (B, P)
-        np.copyto(logits[:, lo:lo + P], -np.inf, where=sounding)
-        np.copyto(logits[:, lo + P:lo + 2 * P], -np.inf, where=~sounding)
-
-    def update(self, chosen: np.ndarray) -> None:
-        """Follow the drawn events (B,): notes start or stop, the instrument, the clock."""
-        where = self.row_start + self.pitch_of[chosen]  # (B,)
-        kept = np.where(self.is_off_of[chosen], -1, self.flat[where])
-        self.flat[where] = np.where(self.is_on_of[chosen], self.clock + self.max_steps, kept)
-        if self.num_instruments > 1:
-            instrument = self.instrument_of[chosen]
-            self.row = np.where(instrument >= 0, self.base + instrument, self.row)
-            self.row_start = self.row * self.num_pitches
-        self.clock += self.shift_of[chosen]
-
-
 def random_seed() -> int:
     """A fresh seed (reported to the user so a liked piece can be made again)."""
     return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
@@ -227,14 +154,13 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     out = np.empty((num, max_events), dtype=np.int64)
     lengths = np.full(num, max_events, dtype=np.int64)
     done = np.zeros(num, dtype=bool)
-    shift_steps = shift_steps_table(tokenizer_config)
+    shift_steps = vocab.shift_steps
     elapsed_steps = np.zeros(num, dtype=np.int64)
     limit_steps = None if seconds is None else math.ceil(seconds * tokenizer_config.steps_per_second)
     min_steps = 0 if min_seconds is None else math.ceil(min_seconds * tokenizer_config.steps_per_second)
-    grammar = _Grammar(vocab, tokenizer_config, num, prefix) if constrain else None
+    grammar = NoteGrammar(vocab, num, prefix) if constrain else None
     # END before any note would give an empty file: hold it back until a piece has a note.
-    note_on_lo = vocab.offset[EventType.NOTE_ON]
-    note_on_hi = note_on_lo + vocab.block_size[EventType.NOTE_ON]
+    note_on_lo, note_on_hi = vocab.note_on_ids.start, vocab.note_on_ids.stop
     has_note = np.full(num, any(note_on_lo <= i < note_on_hi for i in prefix))
     all_have_notes = bool(has_note.all())
     for t in range(max_events):
@@ -307,7 +233,7 @@ def primer_to_ids(path: str | os.PathLike, config: TokenizerConfig,
     if primer_seconds is not None:
         if not primer_seconds > 0:
             raise MidigenError(f"primer seconds must be above 0 (got {primer_seconds})")
-        clock = np.cumsum(shift_steps_table(config)[ids])  # steps after each id
+        clock = np.cumsum(vocabulary(config).shift_steps[ids])  # steps after each id
         ids = ids[clock <= round(primer_seconds * config.steps_per_second)]
     return ids
 

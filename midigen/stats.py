@@ -18,10 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 from midigen.errors import MidigenError
+from midigen.events import DRUM_KEY, PITCH_CLASS_NAMES, instrument_keys
 
 EPSILON = 1e-4
-PITCH_CLASS_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-DRUM_KEY = 128
 TIME_EDGES_S = np.geomspace(0.01, 10.0, 25)  # log bins for durations and inter-onset intervals
 
 # name -> number of bins; the order is the order of tables and JSON.
@@ -75,7 +74,7 @@ def piece_stats(notes: np.ndarray, name: str = "") -> dict:
     level, span = polyphony_levels(pitched)
     hist["polyphony"] = np.bincount(np.minimum(level, 16) - 1, weights=span,
                                     minlength=16).astype(float) if len(level) else np.zeros(16)
-    inst = np.where(notes["is_drum"], DRUM_KEY, notes["program"]).astype(np.int64)
+    inst = instrument_keys(notes)
     hist["instrument"] = np.bincount(inst, minlength=129).astype(float)
 
     poly_mean = float((level * span).sum() / span.sum()) if len(level) else None
