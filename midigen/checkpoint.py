@@ -23,11 +23,11 @@ from midigen import __version__
 from midigen.errors import MidigenError
 from midigen.fileio import atomic_write
 from midigen.model import ModelConfig, MusicRNN
+from midigen.paths import checkpoints_dir
 from midigen.tokenizer import TokenizerConfig
 
 FORMAT_NAME = "midigen-checkpoint"
 FORMAT_VERSION = 1  # bump when the payload layout changes; older readers refuse newer files
-CHECKPOINTS_DIR = Path("checkpoints")
 
 
 @dataclass
@@ -89,8 +89,9 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     return path
 
 
-def newest_run_dir(root: Path = CHECKPOINTS_DIR) -> Path | None:
-    """The run directory under `root` whose checkpoint was written last."""
+def newest_run_dir(root: Path | None = None) -> Path | None:
+    """The run directory under `root` (default: the checkpoints folder) written last."""
+    root = checkpoints_dir() if root is None else root
     if not root.is_dir():
         return None
     runs = [d for d in root.iterdir() if d.is_dir() and _run_file(d) is not None]
@@ -111,7 +112,7 @@ def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
     if path is None:
         run = newest_run_dir()
         if run is None:
-            raise MidigenError(f"no trained model found under {CHECKPOINTS_DIR}/: run "
+            raise MidigenError(f"no trained model found under {checkpoints_dir()}/: run "
                                "`midigen train` or `midigen demo` first, or pass a checkpoint")
         return _run_file(run)
     path = Path(path)

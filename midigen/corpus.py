@@ -24,12 +24,12 @@ import numpy as np
 from midigen import midi_io
 from midigen.errors import MidigenError
 from midigen.fileio import write_error
+from midigen.paths import builtin_corpus_dir, cache_dir
 from midigen.reading import Progress, read_files, worker_pool
 from midigen.token_store import StoreDamaged, TokenStore
 from midigen.tokenizer import DRUM_KEY, TokenizerConfig, vocabulary
 
 CACHE_VERSION = 2  # 1 was a JSON manifest and one .npy: left alone, never read
-BUILTIN_CORPUS = Path("corpora") / "bach-chorales"
 
 
 @dataclass
@@ -58,11 +58,6 @@ class Corpus:
     summary: dict = field(default_factory=dict)
 
 
-def builtin_corpus_dir() -> Path:
-    """Where the built-in corpus lives: ./corpora/bach-chorales (relative to the cwd)."""
-    return BUILTIN_CORPUS
-
-
 def find_score_files(folder: str | os.PathLike) -> list[Path]:
     """Every score file under folder, recursively (suffixes of any case), sorted."""
     return [Path(full) for _, full in _walk_scores(folder)]
@@ -87,7 +82,7 @@ def _walk_scores(folder: str | os.PathLike) -> list[tuple[str, str]]:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("MIDIGEN_CACHE") or Path.home() / ".cache" / "midigen")
+    return cache_dir()
 
 
 def cache_dir_for(folder: Path, config: TokenizerConfig) -> Path:

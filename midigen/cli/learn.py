@@ -123,6 +123,7 @@ def _start(corpus, model_opts, train_opts, token_opts, device, run_dir, init_fro
            defaults: dict | None = None):
     from midigen.checkpoint import load_checkpoint
     from midigen.model import ModelConfig
+    from midigen.paths import new_run_dir
     from midigen.threads import use_all_cores
     from midigen.tokenizer import TokenizerConfig, vocabulary
     from midigen.train import TrainConfig, train
@@ -143,7 +144,7 @@ def _start(corpus, model_opts, train_opts, token_opts, device, run_dir, init_fro
     config = TrainConfig(**{**(defaults or {}).get("train", {}), **train_opts}, device=device)
     loaded, pieces = _load_pieces(corpus, tokenizer_config)
     name = "bach-chorales" if corpus is None else Path(loaded.folder).name
-    run_dir = run_dir or Path("checkpoints") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+    run_dir = run_dir or new_run_dir(name)
     result = train(pieces, tokenizer_config, model_config, config, run_dir,
                    corpus_source=None if corpus is None else str(loaded.folder),
                    corpus_summary=loaded.summary, init_from=init, console=console)
