@@ -108,6 +108,11 @@ class TrainResult:
     split_sizes: dict = field(default_factory=dict)
     split_by: str = "auto"
 
+    # Set by midigen.runs, which knows the corpus and configs the run was given:
+    pieces: list = field(default_factory=list)
+    config: TrainConfig | None = None
+    tokenizer_config: TokenizerConfig | None = None
+
 
 def lr_at(step: int, total_steps: int | None, config: TrainConfig) -> float:
     """Linear warm-up to config.lr, then cosine down to lr * min_lr_fraction at total_steps."""

@@ -1,7 +1,14 @@
-"""The `midigen` command line: thin commands that declare options and call one function."""
+"""The `midigen` command line: thin commands that declare options and call one function.
 
-from midigen.cli import generate, learn, listen, measure, report, scores  # noqa: F401  (registers)
+One module per command, named after it, imported in the order `midigen --help` lists them.
+"""
+
+# isort: off
+from midigen.cli import sample, train, inspect, demo, evaluate, stats, report  # noqa: F401  (registers)
+from midigen.cli import encode, decode, corpus, play, show  # noqa: F401  (registers)
 from midigen.cli.app import app
+
+# isort: on
 
 
 def main() -> None:

@@ -3,8 +3,8 @@
 Library code raises MidigenError; here it becomes one red line on stderr and exit code 1,
 so no command ever shows a traceback to a musician (MIDIGEN_DEBUG=1 shows it for us).
 Exit codes (documented in the README): 0 done, 1 a problem with the input (a clear line
-says which), 2 a usage error (click's), 70 an internal error (a bug: please report it), 130
-stopped by Ctrl-C.
+says which), 2 a usage error (click's), 70 an internal error (a bug: please report it),
+128 + signal when a signal stopped it (130 for Ctrl-C).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from midigen.stopping import Stopped, exit_code, raising_on_stop_signals
 EXIT_ERROR = 1  # bad input, a missing file, a bad checkpoint: the message says what to do
 EXIT_USAGE = 2  # a bad flag or value, as click reports it
 EXIT_INTERNAL = 70  # a bug in midigen (EX_SOFTWARE in sysexits.h)
-EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as the shell reports it
+# A stop signal exits 128 + its number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP): midigen.stopping.
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -37,6 +37,28 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     """Print one error line and leave with a non-zero exit code."""
     err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
+
+
+def check_writable(path, force: bool) -> None:
+    """Stop with one line when `path` exists (without --force) or its folder is missing."""
+    if path.exists() and not force:
+        fail(f"{path} already exists (use --force to overwrite)")
+    if path.parent and not path.parent.exists():
+        fail(f"folder {path.parent} does not exist")
+
+
+def fmt_number(value, digits: int = 3) -> str:
+    """A table cell: "-" for None, thousands separators, `digits` decimals for floats."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def print_note(line: str) -> None:
+    """A one-line note on stderr (what was repaired or skipped on the way), not an error."""
+    err.print(f"note: {line}", markup=False, highlight=False)
 
 
 def print_json(obj) -> None:

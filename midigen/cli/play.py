@@ -1,4 +1,4 @@
-"""`midigen play` and `midigen show`: hear a MIDI file and see its piano roll.
+"""`midigen play`: hear a MIDI file (or get a WAV of it).
 
 Thin commands: options here, work in midigen.render (imported inside each command so that
 `midigen --help` and other commands never pay for numpy/matplotlib start-up).
@@ -43,18 +43,3 @@ def play(
     out.print(f"wrote {audio.wav_path} ({audio.wav_duration_s:.1f} s at 44.1 kHz, "
               f"{audio.midi_duration_s:.1f} s of music; soundfont {audio.soundfont.name})"
               + ("" if result.reason == "as asked" else f": {result.reason}"))
-
-
-@app.command(rich_help_panel="Listen and look")
-def show(
-    file: MidiFile,
-    output: Annotated[Path | None, typer.Option(
-        "-o", "--output", help="Where to write the PNG (default: beside the MIDI file).",
-        dir_okay=False)] = None,
-    force: Force = False,
-) -> None:
-    """Draw a piano roll of a MIDI file: time across, pitch up, a colour per instrument."""
-    from midigen.render import show_midi
-
-    png = show_midi(file, output, force)
-    out.print(f"wrote {png} (piano roll, 1600x800)")
