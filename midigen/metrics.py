@@ -6,16 +6,17 @@ once did: the plotter looked for keys the loop never wrote, and curves.png lost 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from midigen.errors import MidigenError
+from midigen.records import DictRecord
 
 METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass(frozen=True)
-class MetricsRow:
+class MetricsRow(DictRecord):
     """Training numbers at one step; the valid_* fields are set on evaluation rows only."""
 
     step: int
@@ -36,12 +37,6 @@ class MetricsRow:
         """The JSON form; evaluation fields are left out of rows without an evaluation."""
         d = asdict(self)
         return {k: v for k, v in d.items() if v is not None or not k.startswith("valid_")}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MetricsRow:
-        """A row from its JSON form; unknown keys (from newer versions) are ignored."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def append_row(path: Path, row: MetricsRow) -> None:

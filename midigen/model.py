@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from midigen.errors import MidigenError
+from midigen.records import DictRecord
 
 CELLS = ("lstm", "gru")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(DictRecord):
     """The network's shape; the vocabulary size comes from the TokenizerConfig, never a flag."""
 
     vocab_size: int
@@ -31,13 +32,6 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise MidigenError("dropout must be in [0, 1)")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 class MusicRNN(nn.Module):

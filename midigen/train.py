@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from midigen.device import autocast, pick_device
 from midigen.errors import MidigenError
 from midigen.metrics import METRICS_FILE, MetricsRow, write_rows
 from midigen.model import ModelConfig, MusicRNN
+from midigen.records import DictRecord
 from midigen.session import Session
 from midigen.split import SPLIT_MODES, split_pieces
 from midigen.stopping import StopOnSignals
@@ -36,7 +37,7 @@ from midigen.tokenizer import TokenizerConfig, vocabulary
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(DictRecord):
     """How to train; saved in the checkpoint. At most one of steps / epochs / minutes."""
 
     seq_len: int = 256
@@ -61,6 +62,7 @@ class TrainConfig:
     diverge_factor: float = 3.0  # stop when the loss passes this x log(vocab size) + 5 nats
 
     def __post_init__(self):
+        object.__setattr__(self, "betas", tuple(self.betas))  # a list once stored as JSON
         budgets = [n for n in ("steps", "epochs", "minutes") if getattr(self, n) is not None]
         if len(budgets) > 1:
             raise MidigenError("give one training budget: --steps, --epochs or --minutes, "
@@ -78,16 +80,6 @@ class TrainConfig:
         if self.lr <= 0 or self.transpose < 0 or self.time_stretch < 0:
             raise MidigenError("--lr must be positive, --transpose and --time-stretch not negative")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        if "betas" in d:  # a list once stored as JSON
-            d["betas"] = tuple(d["betas"])
-        return cls(**d)
 
 
 @dataclass

@@ -9,13 +9,14 @@ Vocabulary here instead of recomputing the layout.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import numpy as np
 
 from midigen.errors import MidigenError
 from midigen.events import DRUM_KEY, Event, EventType
+from midigen.records import DictRecord
 
 
 def _readonly(table: np.ndarray) -> np.ndarray:
@@ -24,7 +25,7 @@ def _readonly(table: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class TokenizerConfig:
+class TokenizerConfig(DictRecord):
     """Everything that fixes the vocabulary and the time grid; saved in every checkpoint."""
 
     steps_per_second: int = 100  # 10 ms steps, as Performance RNN
@@ -49,13 +50,6 @@ class TokenizerConfig:
     def max_note_steps(self) -> int:
         return max(1, round(self.max_note_s * self.steps_per_second))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TokenizerConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 class Vocabulary:
