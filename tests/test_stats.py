@@ -1,15 +1,12 @@
-"""Statistics, distances, copying and baselines on hand-built music with known answers."""
+"""Statistics and distances on hand-built music with known answers."""
 
 from __future__ import annotations
 
-import math
 import shutil
 
 import numpy as np
 import pytest
 
-from midigen.baselines import ngram_nll, ngram_report
-from midigen.copying import NgramIndex, window_hashes
 from midigen.events import Note, notes_to_array
 from midigen.midi_io import write_midi
 from midigen.stats import (
@@ -101,66 +98,6 @@ def test_summary_pools_pieces():
     assert s["num_pieces"] == 2 and s["num_notes"] == 16
     assert s["note_density_mean"] == pytest.approx(3.0)  # mean of 2 and 4 notes/s
     assert (s["pitch_low"], s["pitch_high"]) == (60, 72)
-
-
-# --------------------------------------------------------------------------- copying
-
-def test_window_hashes_equal_exactly_for_equal_windows():
-    ids = np.random.default_rng(1).integers(0, 3, 200)  # tiny alphabet: many repeats
-    h = window_hashes(ids, 5)
-    windows = [tuple(ids[i:i + 5]) for i in range(len(ids) - 4)]
-    for i in range(0, len(windows), 7):
-        for j in range(len(windows)):
-            assert (h[i] == h[j]) == (windows[i] == windows[j])
-    assert len(window_hashes(ids[:4], 5)) == 0
-
-
-def test_copying_finds_a_planted_run_exactly():
-    rng = np.random.default_rng(2)
-    corpus = [rng.integers(0, 400, 500) for _ in range(20)]
-    index = NgramIndex.build(corpus, 16, names=[f"piece{i}" for i in range(20)])
-    sample = np.concatenate([rng.integers(0, 400, 40), corpus[7][100:250], rng.integers(0, 400, 40)])
-    run = index.longest_run(sample)
-    assert run == {"length": 150, "sample_start": 40, "piece": "piece7", "piece_start": 100}
-    # 150 - 15 windows found out of 230 - 15
-    assert index.share_found(sample) == pytest.approx(135 / 215)
-    fresh = rng.integers(400, 800, 300)
-    assert index.share_found(fresh) == 0.0 and index.longest_run(fresh)["length"] == 0
-
-
-def test_a_piece_copies_itself_completely():
-    rng = np.random.default_rng(3)
-    corpus = [rng.integers(0, 50, n) for n in (30, 300, 3000)]
-    index = NgramIndex.build(corpus, 16)
-    report = index.report(corpus[1])
-    assert report["share_found"] == 1.0 and report["longest_run"] == 300
-    assert index.share_found(corpus[0][:10]) is None  # shorter than one window
-
-
-def test_runs_do_not_join_across_piece_boundaries():
-    a, b = np.arange(100), np.arange(100, 200)
-    index = NgramIndex.build([a, b], 16)
-    assert index.longest_run(np.concatenate([a, b]))["length"] == 100
-
-
-# --------------------------------------------------------------------------- baselines
-
-def test_unigram_and_bigram_known_answers():
-    train = [[0, 1, 1, 2]]  # targets 1, 1, 2
-    # unigram add-1 over V=3: counts (0, 2, 1) + 1 -> p(1) = 3/6
-    assert ngram_nll(train, [[0, 1]], 1, vocab_size=3, k=1.0) == pytest.approx(math.log(2))
-    # bigram add-1: row 0 counts (0, 1, 0) + 1 -> p(1 | 0) = 2/4
-    assert ngram_nll(train, [[0, 1]], 2, vocab_size=3, k=1.0) == pytest.approx(math.log(2))
-    # row 1 counts (0, 1, 1) + 1 -> p(2 | 1) = 2/5
-    assert ngram_nll(train, [[1, 2]], 2, vocab_size=3, k=1.0) == pytest.approx(-math.log(0.4))
-
-
-def test_bigram_beats_unigram_on_a_pattern_and_k_is_chosen_on_training_data():
-    pattern = [[0] + [1, 2, 3] * 50 for _ in range(20)]
-    uni = ngram_report(pattern, pattern[:2], 1, vocab_size=10)
-    bi = ngram_report(pattern, pattern[:2], 2, vocab_size=10)
-    assert bi["nll_per_event"] < 0.1 < uni["nll_per_event"]
-    assert bi["k"] <= 0.01  # a deterministic pattern wants almost no smoothing
 
 
 # --------------------------------------------------------------------------- files

@@ -10,8 +10,9 @@ import sys
 from midigen.threads import openmp_wait
 
 SETTINGS = "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
-# The entry point's first step, then what a command would import next.
-AS_THE_COMMAND = ("import os, sys; import midigen.cli as cli; "
+# The entry point with OTHERS tasks running beside it: torch loaded yet? then the settings.
+AS_THE_COMMAND = ("import os, sys; import midigen.cli as cli, midigen.threads as t; "
+                  "t.other_running_tasks = lambda: OTHERS; "
                   "cli.app = lambda: print('torch' in sys.modules); cli.main(); " + SETTINGS)
 AS_A_LIBRARY = ("import os, torch; n = torch.get_num_threads(); import midigen, midigen.train, "
                 "midigen.sample; assert torch.get_num_threads() == n; " + SETTINGS)
@@ -34,15 +35,19 @@ def test_spins_briefly_on_an_idle_machine_and_sleeps_on_a_busy_one():
     assert openmp_wait(other_tasks=4, cpus=16) == sleep
 
 
+def as_the_command(others: int) -> str:
+    return AS_THE_COMMAND.replace("OTHERS", str(others))
+
+
 def test_the_command_chooses_a_policy_before_torch_loads():
-    torch_loaded, settings = _fresh_python(AS_THE_COMMAND).split("\n")
-    assert torch_loaded == "False"
-    assert settings in {"PASSIVE None", "None 30000"}
+    assert _fresh_python(as_the_command(0)).split("\n") == ["False", "None 30000"]
+    busy = 1 + (os.cpu_count() or 1)  # more tasks than cores: sleep, whatever the machine
+    assert _fresh_python(as_the_command(busy)).split("\n") == ["False", "PASSIVE None"]
 
 
 def test_the_users_own_setting_wins():
-    assert _fresh_python(AS_THE_COMMAND, OMP_WAIT_POLICY="ACTIVE").endswith("ACTIVE None")
-    assert _fresh_python(AS_THE_COMMAND, GOMP_SPINCOUNT="5").endswith("None 5")
+    assert _fresh_python(as_the_command(0), OMP_WAIT_POLICY="ACTIVE").endswith("ACTIVE None")
+    assert _fresh_python(as_the_command(0), GOMP_SPINCOUNT="5").endswith("None 5")
 
 
 def test_importing_midigen_changes_nothing_in_the_process():
