@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from midigen.errors import MidigenError
+from midigen.fileio import write_error
 
 MARKER = ".midigen-report"  # a folder holding this file is a report midigen may replace
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -135,14 +136,22 @@ def write_report(paths: list, out_dir: Path | str | None = None, force: bool = F
         (staging / "media").mkdir()
         (staging / "midi").mkdir()
         (staging / MARKER).write_text("written by midigen report; safe to delete\n")
-        total = len(entries) + len(runs)
-        for i, e in enumerate(entries):
-            _render_piece(e, staging, soundfont, audio_problem is None)
+        total, notes = len(entries) + len(runs), []
+        for i, e in enumerate(list(entries)):
+            try:
+                note = _render_piece(e, staging, soundfont, audio_problem is None)
+                notes += [note] if note else []
+            except MidigenError as problem:  # one bad file costs its piece, not the page
+                entries.remove(e)
+                notes.append(f"left out {e.source}: {problem}")
             if on_progress:
                 on_progress(i + 1, total)
-        corpus, notes = None, []
+        if not entries and not runs:
+            raise MidigenError("no readable MIDI file: " + "; ".join(notes))
+        corpus = None
         if compare and entries:
-            corpus, notes = _compare(entries, against, runs)
+            corpus, compare_notes = _compare(entries, against, runs)
+            notes += compare_notes
         from midigen.report_run import describe_run
 
         run_info = []
@@ -157,8 +166,10 @@ def write_report(paths: list, out_dir: Path | str | None = None, force: bool = F
 
         (staging / "index.html").write_text(page_html(report), encoding="utf-8")
         _swap_in(staging, out_dir)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e, OSError):  # a full disk, a folder that went away, ...
+            raise write_error(out_dir, e) from None
         raise
     report.index = out_dir / "index.html"
     return report
@@ -205,7 +216,8 @@ def _entry(midi: Path, name: str) -> PieceEntry:
     return PieceEntry(name, midi, f"midi/{name}.mid", f"media/{name}.png", info)
 
 
-def _render_piece(e: PieceEntry, out: Path, soundfont, with_audio: bool) -> None:
+def _render_piece(e: PieceEntry, out: Path, soundfont, with_audio: bool) -> str | None:
+    """Copy the MIDI file, draw its roll, render its audio; a note when audio failed."""
     from midigen.pianoroll import plot_piano_roll
     from midigen.render import read_notes_for_picture, scan_midi
     from midigen.report_media import AUDIO_SUFFIX, render_compressed
@@ -216,8 +228,13 @@ def _render_piece(e: PieceEntry, out: Path, soundfont, with_audio: bool) -> None
     notes = read_notes_for_picture(e.source)
     plot_piano_roll(notes, out / e.roll, title=e.name)
     if with_audio and scan.num_notes:
-        e.audio = f"media/{e.name}{AUDIO_SUFFIX}"
-        e.audio_s = render_compressed(e.source, out / e.audio, soundfont)
+        try:
+            e.audio_s = render_compressed(e.source, out / f"media/{e.name}{AUDIO_SUFFIX}",
+                                          soundfont)
+            e.audio = f"media/{e.name}{AUDIO_SUFFIX}"
+        except MidigenError as problem:
+            return f"no audio for {e.source}: {problem}"
+    return None
 
 
 def _compare(entries: list[PieceEntry], against, runs: list[Path]) -> tuple[dict | None, list]:
@@ -231,7 +248,10 @@ def _compare(entries: list[PieceEntry], against, runs: list[Path]) -> tuple[dict
                      + (f" ({corpus_dir} is gone)" if corpus_dir else "")
                      + "; pass --against FOLDER")
         corpus_dir = None
-    report = stats_report([e.source for e in entries], against=corpus_dir)
+    try:
+        report = stats_report([e.source for e in entries], against=corpus_dir)
+    except MidigenError as e:  # say, no piece has a note
+        return None, notes + [f"no statistics: {e}"]
     against_info = report.get("against") or {}
     # Pieces come back in file order under their stems (files without notes left out).
     by_name: dict[str, list] = {}
@@ -343,8 +363,7 @@ def _staging_dir(out_dir: Path, force: bool) -> Path:
         staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the page from others
         return staging
     except OSError as e:
-        raise MidigenError(f"cannot write a report in {out_dir.parent} "
-                           f"({e.strerror or e})") from None
+        raise write_error(out_dir, e) from None
 
 
 def _swap_in(staging: Path, out_dir: Path) -> None:

@@ -50,7 +50,7 @@ th button { font: inherit; font-weight: 600; background: none; border: 0; paddin
             cursor: pointer; color: var(--ink); text-decoration: underline dotted; }
 .piece { border: 1px solid var(--line); border-radius: 6px; padding: .8rem 1rem 1rem;
          margin: 1rem 0; }
-.piece h4 { margin: 0 0 .5rem; font-size: 1.15rem; }
+.piece h3, .piece h4 { margin: 0 0 .5rem; font-size: 1.15rem; }
 .piece-body { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 1.2rem; }
 @media (max-width: 900px) { .piece-body { grid-template-columns: 1fr; } }
 figure { margin: 0; }
@@ -248,6 +248,7 @@ def _piece(p: PieceEntry, report: Report) -> str:
            + (f", pitches {s['pitch_low']} to {s['pitch_high']}" if s.get("pitch_low") else "")
            + (f", played by {', '.join(instruments)}" if instruments else "") + ".")
     flag = ' <span class="flag">copies the corpus</span>' if p.copies else ""
+    level = 4 if any(title for title, _ in report.groups) else 3  # headings never skip a level
     if p.audio:
         sound = (f'<audio controls preload="metadata" src="{_url(p.audio)}" '
                  f'data-midi-seconds="{p.duration_s:.3f}" aria-label="Listen to {_e(p.name)}">'
@@ -273,7 +274,7 @@ def _piece(p: PieceEntry, report: Report) -> str:
                  f"It is piece {p.info.get('index', 1)} of the {num} this writes (one seed "
                  f"makes the whole batch) on the same machine.</p></details>")
     return f"""<article class="piece" id="p-{_e(p.name)}" aria-labelledby="p-{_e(p.name)}-h">
-<h4 id="p-{_e(p.name)}-h">{_e(p.name)}{flag}</h4>
+<h{level} id="p-{_e(p.name)}-h">{_e(p.name)}{flag}</h{level}>
 <div class="piece-body">
 <div>
 <figure><img src="{_url(p.roll)}" width="1600" height="800" alt="{_e(alt)}"></figure>

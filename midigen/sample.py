@@ -314,10 +314,8 @@ def write_sidecar(midi_path: Path, info: dict) -> None:
     `index` in the batch of `options.num`, since a seed makes a whole batch) and how it stopped.
     """
     from midigen import __version__
+    from midigen.fileio import atomic_write
 
     text = json.dumps({"midigen_version": __version__, **info}, indent=2) + "\n"
-    try:
-        midi_path.with_suffix(".json").write_text(text)
-    except OSError as e:
-        raise MidigenError(f"cannot write {midi_path.with_suffix('.json')} "
-                           f"({e.strerror or e})") from None
+    with atomic_write(midi_path.with_suffix(".json")) as f:
+        f.write(text.encode())

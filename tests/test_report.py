@@ -114,6 +114,21 @@ def test_any_file_name_becomes_safe_links(tiny, tmp_path, monkeypatch):
     assert 'download="my tune #1?.mid"' in html and 'href="midi/a-my_tune_1_.mid"' in html
 
 
+def test_a_damaged_file_is_left_out_with_a_note_and_no_good_file_is_an_error(
+        tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr("midigen.render.audio_available", lambda *a: "no audio in this test")
+    shutil.copy(tiny["samples"] / "sample-001.mid", tmp_path / "good.mid")
+    (tmp_path / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06 not really")
+    report = write_report([tmp_path], tmp_path / "page", compare=False)
+    assert [p.name for p in report.pieces] == ["good"]
+    assert any("broken.mid" in n for n in report.notes)
+    assert "broken.mid" in report.index.read_text()
+    (tmp_path / "good.mid").unlink()
+    result, text = invoke("report", tmp_path, "-o", tmp_path / "page2")
+    assert result.exit_code == 1 and "no readable MIDI file" in text
+    assert len(text.strip().splitlines()) == 1 and not (tmp_path / "page2").exists()
+
+
 def test_command_prints_the_page_and_its_url(tiny, tmp_path):
     result, text = invoke("report", tiny["run"], "-o", tmp_path / "r")
     assert result.exit_code == 0, text
