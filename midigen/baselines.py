@@ -86,6 +86,13 @@ def ngram_nll(train_pieces_ids: Sequence, valid_pieces_ids: Sequence, order: int
     return ngram_report(train_pieces_ids, valid_pieces_ids, order, vocab_size, k)["nll_per_event"]
 
 
+def split_baselines(train_pieces_ids: Sequence, valid_pieces_ids: Sequence,
+                    vocab_size: int) -> dict[str, float]:
+    """{"unigram": nll, "bigram": nll} per event on a split: what a model must clearly beat."""
+    return {name: ngram_nll(train_pieces_ids, valid_pieces_ids, order, vocab_size=vocab_size)
+            for order, name in ((1, "unigram"), (2, "bigram"))}
+
+
 def ngram_report(train_pieces_ids: Sequence, valid_pieces_ids: Sequence, order: int = 1,
                  vocab_size: int | None = None, k: float | None = None) -> dict:
     """Like ngram_nll, with the chosen k and the number of scored events."""

@@ -69,7 +69,7 @@ def describe_run(run_dir: Path, out: Path, slug: str) -> dict:
 def run_baselines(ckpt) -> dict:
     """Unigram and bigram NLL per event on the run's own split (the names its checkpoint
     kept), read from the corpus's token cache: what the model must clearly beat."""
-    from midigen.baselines import ngram_nll
+    from midigen.baselines import split_baselines
     from midigen.corpus import load_corpus
     from midigen.tokenizer import vocabulary
 
@@ -83,5 +83,5 @@ def run_baselines(ckpt) -> dict:
     if not train or not valid:
         raise MidigenError("the corpus no longer holds the run's split")
     size = vocabulary(ckpt.tokenizer_config).size
-    return {f"{name} (nats/event)": ngram_nll(train, valid, order, vocab_size=size)
-            for order, name in ((1, "unigram"), (2, "bigram"))}
+    return {f"{name} (nats/event)": nll
+            for name, nll in split_baselines(train, valid, size).items()}

@@ -108,12 +108,12 @@ def resume_run(run_dir: Path, device: str = "auto", console=None, on_note=None) 
 
 def run_baselines(result: TrainResult) -> dict:
     """Unigram and bigram NLL/event on the run's own split: what the model must clearly beat."""
-    from midigen.baselines import ngram_nll
+    from midigen.baselines import split_baselines
     from midigen.tokenizer import vocabulary
 
     train_p, valid_p = split_pieces(result.pieces, result.config.valid_fraction,
                                     result.config.seed, result.split_by)
     size = vocabulary(result.tokenizer_config).size
     ids = lambda ps: [p.ids.astype("int64") for p in ps]
-    return {f"{name} baseline": ngram_nll(ids(train_p), ids(valid_p), order, vocab_size=size)
-            for order, name in ((1, "unigram"), (2, "bigram"))}
+    return {f"{name} baseline": nll
+            for name, nll in split_baselines(ids(train_p), ids(valid_p), size).items()}

@@ -35,3 +35,12 @@ def test_baselines_refuse_what_they_cannot_score():
         ngram_nll([[0, 1]], [[0, 5]], vocab_size=3)
     with pytest.raises(MidigenError, match="no pieces to score"):
         ngram_nll([[0, 1]], [[0]])  # a one-event piece has nothing after START
+
+
+def test_split_baselines_names_both_orders():
+    from midigen.baselines import split_baselines
+
+    train = [[0, 1, 1, 2]]
+    assert split_baselines(train, [[0, 1]], 3) == {
+        "unigram": pytest.approx(ngram_nll(train, [[0, 1]], 1, vocab_size=3)),
+        "bigram": pytest.approx(ngram_nll(train, [[0, 1]], 2, vocab_size=3))}
