@@ -174,5 +174,10 @@ def load_model(path: str | os.PathLike | None, device: str = "cpu"
         model.load_state_dict(ckpt.model_state)
     except RuntimeError:
         raise MidigenError(f"{ckpt.path}: weights do not fit the model config it names") from None
+    broken = [k for k, v in ckpt.model_state.items()
+              if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:  # it would sample silence and say nothing
+        raise MidigenError(f"{ckpt.path}: weights hold NaN or infinite values ({broken[0]}"
+                           f"{' and more' if len(broken) > 1 else ''}); the run diverged")
     model.to(device).eval()
     return model, ckpt.tokenizer_config, ckpt

@@ -35,7 +35,11 @@ MIDI_SUFFIXES = (".mid", ".midi", ".rmi", ".kar")
 NOTATION_SUFFIXES = (".musicxml", ".mxl", ".xml", ".krn", ".abc")
 SCORE_SUFFIXES = MIDI_SUFFIXES + NOTATION_SUFFIXES
 
-MAX_FILE_MB = 64  # larger "MIDI" files are almost always something else
+MAX_FILE_MB = 64  # larger score files are almost always something else
+# What one MIDI file may cost. A hostile 50 MB file of 8 million notes took 3 GB in a reader
+# process; real pieces have well under 100,000 notes and MIDI files rarely pass 2 MB.
+MAX_MIDI_MB = 16
+MAX_NOTES_PER_PIECE = 250_000
 MAX_PIECE_HOURS = 12.0  # a longer piece means a broken tempo map, not music
 MIN_BPM, MAX_BPM = 1.0, 6000.0  # clamp for tempo events, MIDI allows 3.6 bpm .. infinity
 SUSTAIN_CC = 64
@@ -124,10 +128,16 @@ def _short_reason(message: str) -> str:
 
 def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> Piece:
     """One Piece from standard MIDI file bytes (see the module docstring for the rules)."""
+    if len(data) > MAX_MIDI_MB * 1024 * 1024:
+        raise MidigenError(f"too large for a MIDI file (> {MAX_MIDI_MB} MB)")
     try:
         score = symusic.Score.from_midi(data)
     except Exception as e:  # noqa: BLE001 - symusic raises RuntimeError with C++ text
         raise MidigenError(f"corrupt MIDI: {_short_reason(str(e))}") from None
+    # Parsed, the file costs ~4x its bytes; everything after costs ~300 bytes per note/event.
+    counts = [len(t.notes) + len(t.pedals) for t in score.tracks] + [len(score.tempos)]
+    if sum(counts) > MAX_NOTES_PER_PIECE:
+        raise MidigenError(f"too many notes and events (> {MAX_NOTES_PER_PIECE:,} in one piece)")
 
     tpq = score.ticks_per_quarter
     if tpq <= 0:
@@ -249,6 +259,8 @@ def read_midi_notes(path: str | os.PathLike) -> np.ndarray:
     """All notes of any MIDI file as one NOTE_DTYPE array (seconds, pedal applied)."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_MIDI_MB * 1024 * 1024:
+            raise MidigenError(f"{path.name} is too large for a MIDI file (> {MAX_MIDI_MB} MB)")
         data = path.read_bytes()
     except OSError as e:
         raise MidigenError(f"cannot open {path.name} ({e.strerror or e})") from None

@@ -27,6 +27,7 @@ from midigen.tokenizer import TokenizerConfig, encode_notes
 
 FILE_TIMEOUT_S = 60  # a file that takes longer is skipped as "timed out"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+WORKER_MEMORY_MIN, WORKER_MEMORY_MAX = 512 * 2**20, 4 * 2**30
 
 Progress = Callable[[int, int], None]  # (files done, files to read)
 
@@ -88,8 +89,9 @@ def _read_chunk(paths: list[str], config_dict: dict) -> list[dict]:
     return results
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Worker initializer: never outlive the parent, never touch its terminal or pipes.
+def _start_worker(parent_pid: int, memory_bytes: int | None) -> None:
+    """Worker initializer: never outlive the parent, never touch its terminal or pipes, and
+    never take more than `memory_bytes` beyond what the fork already mapped.
 
     Without this, killing `midigen corpus` left its workers running forever, re-parented to
     PID 1 and holding the parent's stdout/stderr open, so a pipe reading them never ended.
@@ -107,6 +109,35 @@ def _die_with_parent(parent_pid: int) -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
+    if memory_bytes is not None:
+        _limit_address_space(memory_bytes)
+
+
+def worker_memory_bytes(jobs: int) -> int | None:
+    """What one reader process may add: half the machine's memory shared by the workers
+    (512 MB to 4 GB each), so a folder of hostile files cannot take the machine down."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return int(min(max(total / 2 / max(jobs, 1), WORKER_MEMORY_MIN), WORKER_MEMORY_MAX))
+
+
+def _limit_address_space(memory_bytes: int) -> None:
+    """RLIMIT_AS = what is mapped now + memory_bytes: past it allocations fail (MemoryError,
+    which read_file_tokens reports as "out of memory") instead of the machine swapping."""
+    try:
+        import resource
+
+        with open("/proc/self/status") as f:
+            mapped_kb = next(int(line.split()[1]) for line in f if line.startswith("VmSize:"))
+        limit = mapped_kb * 1024 + memory_bytes
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass  # not Linux: the per-file bounds in midi_io still hold
 
 
 @contextmanager
@@ -116,8 +147,8 @@ def worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
     # fork: workers start in milliseconds with numpy/symusic/the tokenizer already imported.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                               initializer=_die_with_parent, initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
+                               initargs=(os.getpid(), worker_memory_bytes(jobs)))
     try:
         yield pool
     except BaseException:

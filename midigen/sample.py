@@ -37,6 +37,9 @@ from midigen.tokenizer import TokenizerConfig, decode_ids, encode_notes
 from midigen.vocabulary import NoteGrammar, vocabulary
 
 DEFAULT_MAX_EVENTS = 2000
+MAX_EVENTS = 1_000_000  # per piece: what decoding handles in seconds (see `midigen decode`)
+MAX_SECONDS = 12 * 3600.0  # per piece, as for pieces read (midi_io.MAX_PIECE_HOURS)
+PRIMER_CHUNK = 4096  # primer events per forward pass: a 1M-event primer took 4 GB in one
 EVENTS_PER_SECOND_CAP = 200  # with only --seconds, a model that never moves time still stops
 
 
@@ -54,10 +57,12 @@ def check_options(temperature: float = 1.0, top_k: int | None = None, top_p: flo
         raise MidigenError(f"top-p must be in (0, 1] (got {top_p})")
     if num < 1:
         raise MidigenError(f"number of pieces must be at least 1 (got {num})")
-    if max_events is not None and max_events < 1:
-        raise MidigenError(f"max events must be at least 1 (got {max_events})")
+    if max_events is not None and not 1 <= max_events <= MAX_EVENTS:
+        raise MidigenError(f"max events must be 1 to {MAX_EVENTS:,} (got {max_events:,})")
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise MidigenError(f"seconds must be above 0 (got {seconds})")
+    if seconds is not None and seconds > MAX_SECONDS:
+        raise MidigenError(f"seconds must be at most {MAX_SECONDS:g} (12 hours; got {seconds:g})")
 
 
 def next_ids(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float | None,
@@ -128,15 +133,16 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     (see the module docstring); False samples the model's raw distribution.
     """
     check_options(temperature, top_k, top_p, num, max_events, seconds)
-    if min_seconds is not None and not (math.isfinite(min_seconds) and min_seconds >= 0):
-        raise MidigenError(f"min seconds must be 0 or more (got {min_seconds})")
+    if min_seconds is not None and not (math.isfinite(min_seconds) and 0 <= min_seconds <= MAX_SECONDS):
+        raise MidigenError(f"min seconds must be 0 to {MAX_SECONDS:g} (got {min_seconds})")
     vocab = vocabulary(tokenizer_config)
     if vocab.size != model.config.vocab_size:
         raise MidigenError(f"the model predicts {model.config.vocab_size} symbols but its "
                            f"tokenizer has {vocab.size}: damaged checkpoint")
     if max_events is None:
         max_events = (DEFAULT_MAX_EVENTS if seconds is None
-                      else max(DEFAULT_MAX_EVENTS, math.ceil(seconds * EVENTS_PER_SECOND_CAP)))
+                      else min(MAX_EVENTS, max(DEFAULT_MAX_EVENTS,
+                                               math.ceil(seconds * EVENTS_PER_SECOND_CAP))))
     prefix = _prefix(primer_ids, vocab)
     device = next(model.parameters()).device
     rng = np.random.default_rng(random_seed() if seed is None else seed)
@@ -145,7 +151,10 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     # The primer (or START) in one pass through the model; then one event at a time. The
     # network runs in torch (on any device); the draws and the bookkeeping run in numpy on
     # the host, where a small op costs a fraction of torch's dispatch.
-    logits, state = model(torch.as_tensor(prefix, device=device)[None])  # (1, T, V)
+    state = None
+    for start in range(0, len(prefix), PRIMER_CHUNK):  # a long primer in flat memory
+        chunk = torch.as_tensor(prefix[start:start + PRIMER_CHUNK], device=device)[None]
+        logits, state = model(chunk, state)  # (1, T, V)
     stepper = Stepper(model)
     stepper.reset(num, state)
     logits = np.repeat(logits[:, -1].float().cpu().numpy(), num, axis=0)  # (B, V)
@@ -224,7 +233,10 @@ def primer_to_ids(path: str | os.PathLike, config: TokenizerConfig,
     """
     from midigen.midi_io import read_score
 
-    pieces = read_score(path)
+    try:
+        pieces = read_score(path)
+    except MidigenError as e:  # the reader's reasons are short; say which file
+        raise MidigenError(f"primer {path}: {e}") from None
     if not pieces or not len(pieces[0].notes):
         raise MidigenError(f"primer {path} holds no notes")
     ids = encode_notes(pieces[0].notes, config)[:-1]  # drop END
@@ -234,7 +246,7 @@ def primer_to_ids(path: str | os.PathLike, config: TokenizerConfig,
         if not primer_seconds > 0:
             raise MidigenError(f"primer seconds must be above 0 (got {primer_seconds})")
         clock = np.cumsum(vocabulary(config).shift_steps[ids])  # steps after each id
-        ids = ids[clock <= round(primer_seconds * config.steps_per_second)]
+        ids = ids[clock <= round(min(primer_seconds, MAX_SECONDS) * config.steps_per_second)]
     return ids
 
 

@@ -10,6 +10,7 @@ says which), 2 a usage error (click's), 70 an internal error (a bug: please repo
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -62,9 +63,22 @@ def print_note(line: str) -> None:
 
 
 def print_json(obj) -> None:
-    """Print one JSON object on stdout, for scripts (`--json`)."""
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    """Print one JSON object on stdout, for scripts (`--json`); NaN and infinity become null
+    (bare NaN is not JSON, and strict parsers reject the whole object)."""
+    sys.stdout.write(json.dumps(_finite(obj), indent=2, default=str, allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+def _finite(obj):
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy scalars
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 class ProgressBar:
