@@ -62,22 +62,25 @@ def build_stream(pieces_ids: list[np.ndarray], config: TokenizerConfig) -> Token
 
 
 def random_windows(stream: TokenStream, batch_size: int, seq_len: int,
-                   generator: torch.Generator, max_transpose: int = 0
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   generator: torch.Generator, max_transpose: int = 0,
+                   rows: slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and next-id targets, both (B, T) int64, from B random windows of the stream.
 
-    All randomness comes from `generator`, so saving its state saves the data order.
+    All randomness comes from `generator`, so saving its state saves the data order. `rows`
+    keeps only those windows of the B drawn (one rank's share of a global batch under DDP):
+    the generator advances as for all B, so every rank, and a single process, stay in step.
     """
     n = len(stream)
     if n < seq_len + 1:
         raise MidigenError(f"the training pieces hold {n} events, fewer than one window of "
                            f"{seq_len + 1}: use a smaller --seq-len or more music")
-    offsets = torch.randint(0, n - seq_len, (batch_size,), generator=generator)  # (B,)
-    index = offsets[:, None] + torch.arange(seq_len + 1)  # (B, T+1)
-    window = stream.ids[index].long()  # (B, T+1)
+    rows = slice(None) if rows is None else rows
+    offsets = torch.randint(0, n - seq_len, (batch_size,), generator=generator)[rows]  # (b,)
+    index = offsets[:, None] + torch.arange(seq_len + 1)  # (b, T+1)
+    window = stream.ids[index].long()  # (b, T+1)
     if max_transpose > 0:
         shift = torch.randint(-max_transpose, max_transpose + 1, (batch_size,),
-                              generator=generator)
+                              generator=generator)[rows]
         window = transpose_windows(window, stream.pitched[index], shift, stream)
     return window[:, :-1], window[:, 1:]
 

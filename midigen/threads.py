@@ -55,9 +55,10 @@ def set_openmp_wait_policy() -> dict[str, str]:
 
 def use_all_cores() -> int:
     """Let torch use every core this process may run on (it may start with fewer); returns
-    the thread count."""
+    the thread count. Processes that torchrun started on one machine share them."""
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(max(1, cores or 1))
+    sharing = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    torch.set_num_threads(max(1, (cores or 1) // sharing))
     return torch.get_num_threads()
