@@ -36,3 +36,12 @@ def autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def out_of_memory_as_error(what: str, advice: str):
+    """Turn a device out-of-memory error (pages of allocator statistics) into one line."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise MidigenError(f"the device ran out of memory {what}: {advice}") from None

@@ -22,8 +22,11 @@ def load_pieces(folder: Path | None, tokenizer_config, console=None, on_note=Non
     from rich.progress import Progress
 
     from midigen.corpus import load_corpus
+    from midigen.distributed import current_world, main_first
 
-    with Progress(console=console, transient=True, disable=console is None) as bar:
+    # Under torchrun, rank 0 builds the token cache first; the others then read it.
+    with main_first(current_world()), Progress(console=console, transient=True,
+                                               disable=console is None) as bar:
         task = bar.add_task("reading scores", total=None)
         corpus = load_corpus(folder, tokenizer_config,
                              progress=lambda done, total: bar.update(task, completed=done, total=total))
@@ -69,13 +72,16 @@ def start_run(corpus: Path | None, model_opts: dict, train_opts: dict, token_opt
     """Train a new run on a folder (None: the built-in chorales); run_dir defaults to
     checkpoints/<time>-<corpus name>."""
     from midigen.checkpoint import load_checkpoint
+    from midigen.distributed import broadcast_object, current_world
 
     init = load_checkpoint(init_from) if init_from else None
     tokenizer_config, model_config, config = run_configs(model_opts, train_opts, token_opts,
                                                          device, init, defaults)
     loaded, pieces = load_pieces(corpus, tokenizer_config, console, on_note)
     name = BUILTIN_CORPUS_NAME if corpus is None else Path(loaded.folder).name
-    result = train(pieces, tokenizer_config, model_config, config, run_dir or new_run_dir(name),
+    # Under torchrun every rank must name the same folder: rank 0's clock names it.
+    run_dir = broadcast_object(run_dir or new_run_dir(name), current_world())
+    result = train(pieces, tokenizer_config, model_config, config, run_dir,
                    corpus_source=None if corpus is None else str(loaded.folder),
                    corpus_summary=loaded.summary, init_from=init, console=console)
     result.pieces, result.config, result.tokenizer_config = pieces, config, tokenizer_config

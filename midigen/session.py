@@ -16,6 +16,7 @@ import torch
 
 from midigen.budget import Budget
 from midigen.checkpoint import Checkpoint, save_checkpoint
+from midigen.distributed import SINGLE, World, all_reduce_sums, shard
 from midigen.metrics import METRICS_FILE, MetricsRow, append_row, read_rows
 from midigen.model import MusicRNN
 from midigen.tokenizer import TokenizerConfig
@@ -63,6 +64,7 @@ class Session:
     best: float = math.inf
     rows: list[MetricsRow] = field(default_factory=list)
     last_eval: MetricsRow | None = None
+    world: World = SINGLE  # under torchrun: rank 0 writes; every rank scores its share
 
     def checkpoint(self) -> Checkpoint:
         rng = {"data": self.data_rng.get_state(), "torch": torch.get_rng_state()}
@@ -70,7 +72,8 @@ class Session:
             rng["cuda"] = torch.cuda.get_rng_state()
         train_config = {**self.config.to_dict(), "total_steps": self.budget.total_steps,
                         "seconds_used": round(self.budget.seconds_used(), 3),
-                        "corpus": self.corpus_source, "device_used": str(self.device)}
+                        "corpus": self.corpus_source, "device_used": str(self.device),
+                        "world_size": self.world.world_size}
         return Checkpoint(
             tokenizer_config=self.tokenizer_config, model_config=self.model.config,
             train_config=train_config, model_state=self.model.state_dict(),
@@ -83,13 +86,26 @@ class Session:
         """Validation NLL over whole pieces with carried state, as MetricsRow fields."""
         from midigen.evaluate import nll_over_pieces
 
-        scored = nll_over_pieces(self.model, self.valid_ids, device=self.device)
-        return {"valid_nll": scored["nll_per_event"], "valid_ppl": scored["perplexity"],
-                "valid_nll_per_s": scored["total_nll"] / max(self.valid_seconds, 1e-9)}
+        mine = shard(self.valid_ids, self.world)  # under torchrun: this rank's share
+        scored = (nll_over_pieces(self.model, mine, device=self.device) if mine
+                  else {"total_nll": 0.0, "num_events": 0})
+        total_nll, num_events = all_reduce_sums([scored["total_nll"], scored["num_events"]],
+                                                self.world, self.device)
+        nll = total_nll / max(num_events, 1)
+        return {"valid_nll": nll, "valid_ppl": math.exp(min(nll, 700.0)),
+                "valid_nll_per_s": total_nll / max(self.valid_seconds, 1e-9)}
 
     def log(self, row: MetricsRow) -> None:
         self.rows.append(row)
-        append_row(self.run_dir / METRICS_FILE, row)
+        if self.world.is_main:
+            append_row(self.run_dir / METRICS_FILE, row)
+
+    def save(self, name: str) -> None:
+        if self.world.is_main:
+            save_checkpoint(self.run_dir / name, self.checkpoint())
+
+    def save_last(self) -> None:
+        self.save("last.pt")
 
     def evaluate_and_save(self, row: MetricsRow) -> MetricsRow:
         """Score the model; save best.pt when it is the best so far, and last.pt; log the
@@ -98,10 +114,11 @@ class Session:
         self.last_eval = row
         if row.valid_nll < self.best:
             self.best = row.valid_nll
-            save_checkpoint(self.run_dir / "best.pt", self.checkpoint())
-        save_checkpoint(self.run_dir / "last.pt", self.checkpoint())
+            self.save("best.pt")
+        self.save_last()
         self.log(row)
-        _plot(self.rows, self.run_dir)
+        if self.world.is_main:
+            _plot(self.rows, self.run_dir)
         return row
 
     def restore(self, ckpt: Checkpoint) -> None:

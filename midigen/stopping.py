@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -59,11 +60,18 @@ def raising_on_stop_signals() -> Iterator[None]:
 
 class StopOnSignals:
     """While active, the first stop signal asks the loop to stop after this step (it then
-    saves `last`); a second one raises `Stopped` at once. `signum` says which signal came."""
+    saves `last`); a second one raises `Stopped` at once. `signum` says which signal came.
+
+    Under torchrun a Ctrl-C reaches each training process twice within milliseconds (from
+    the terminal, then forwarded by torchrun's agent), so a repeat within `REPEAT_S` of the
+    first is the same stop, not a second one."""
+
+    REPEAT_S = 1.0
 
     def __init__(self):
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
+        self._first_at = 0.0
 
     @property
     def requested(self) -> bool:
@@ -71,8 +79,10 @@ class StopOnSignals:
 
     def _handle(self, signum, frame):
         if self.requested:
-            raise Stopped(signum)
-        self.signum = signum
+            if time.monotonic() - self._first_at > self.REPEAT_S:
+                raise Stopped(signum)
+            return
+        self.signum, self._first_at = signum, time.monotonic()
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():

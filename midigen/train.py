@@ -24,8 +24,9 @@ import torch.nn.functional as F
 
 from midigen.batches import build_stream, random_windows, stretch_pieces
 from midigen.budget import Budget
-from midigen.checkpoint import Checkpoint, save_checkpoint
-from midigen.device import autocast, pick_device
+from midigen.checkpoint import Checkpoint
+from midigen.device import autocast, out_of_memory_as_error, pick_device
+from midigen.distributed import StopVote, batch_rows, current_world, mean_over_ranks, wrap
 from midigen.errors import MidigenError
 from midigen.metrics import METRICS_FILE, MetricsRow, write_rows
 from midigen.model import ModelConfig, MusicRNN
@@ -164,9 +165,17 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
           stop_after_steps: int | None = None) -> TrainResult:
     """Train a model on `pieces` (objects with .name .file .ids .duration_s), writing best.pt,
     last.pt, metrics.jsonl and curves.png into run_dir. `stop_after_steps` stops this session
-    early, as Ctrl-C would (tests use it to check that resuming is exact)."""
+    early, as Ctrl-C would (tests use it to check that resuming is exact).
+
+    Under torchrun (a process group is running, see midigen.distributed) every rank calls
+    this: each trains on its slice of each global batch of `config.batch_size` windows, DDP
+    averages the gradients, and only rank 0 writes or shows anything."""
     run_dir = Path(run_dir)
+    world = current_world()
+    console = console if world.is_main else None
     device = pick_device(config.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU
     torch.manual_seed(config.seed)
     _check_compatible(tokenizer_config, model_config, init_from, resume_from)
 
@@ -187,22 +196,25 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
         raise MidigenError(f"the training split holds {len(stream)} events, too few for one "
                            f"window of {config.seq_len}: use a smaller --seq-len or more music")
     valid_ids = [np.asarray(p.ids, dtype=np.int64) for p in valid_pieces]
-    tokens_per_step = config.batch_size * config.seq_len
+    tokens_per_step = config.batch_size * config.seq_len  # of the global batch
+    my_rows = batch_rows(config.batch_size, world)  # this rank's windows of each batch
 
     # --- model, optimizer, budget, and where we start from ----------------------------------
-    model = MusicRNN(model_config).to(device)  # (a data-parallel wrapper would go here)
+    model = MusicRNN(model_config).to(device)
     optimizer = make_optimizer(model, config, device)
     run = Session(run_dir, model, optimizer, torch.Generator().manual_seed(config.seed), device,
                    Budget.plan(config, len(stream), tokens_per_step), tokenizer_config, config,
                    split, valid_ids, float(sum(p.duration_s for p in valid_pieces)),
-                   corpus_source, corpus_summary or {})
+                   corpus_source, corpus_summary or {}, world=world)
     if init_from is not None:
         model.load_state_dict(init_from.model_state)
     if resume_from is not None:
         run.restore(resume_from)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_rows(run_dir / METRICS_FILE, run.rows)
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_rows(run_dir / METRICS_FILE, run.rows)
     budget, step = run.budget, run.step
+    trained = wrap(model, world, device)  # DDP: the gradients are averaged over the ranks
 
     # --- the loop ------------------------------------------------------------------------------
     model.train()
@@ -210,30 +222,40 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
     loss_sum, loss_count = torch.zeros((), device=device), 0
     train_losses: list[tuple[int, float]] = []
     progress = _progress(console)
-    with StopOnSignals() as stop, progress:
+    vote = StopVote(world)
+    out_of_memory = out_of_memory_as_error(
+        f"training batches of {my_rows.stop - my_rows.start} x {config.seq_len} events per "
+        "process", "use a smaller --batch-size or --seq-len, or more GPUs (--gpus N)")
+    with StopOnSignals() as stop, progress, out_of_memory:
         task = progress.add_task("train", total=budget.total_steps, completed=step, loss="-",
                                  val=_fmt(run.last_eval), tps="-")
-        while not budget.done(step):
-            if stop.requested or (stop_after_steps is not None
-                                  and step - budget.start_step >= stop_after_steps):
-                interrupted = True
+        while True:
+            if world.is_main:
+                budget.out_of_time(step)  # the clock ran out: the plan becomes this step
+            # Every rank stops at the same step, and follows rank 0's plan (its clock).
+            interrupted, budget.total_steps = vote.vote(
+                stop.requested or (stop_after_steps is not None
+                                   and step - budget.start_step >= stop_after_steps),
+                budget.total_steps)
+            if budget.done(step):
+                interrupted = False
                 break
-            if budget.out_of_time(step):
+            if interrupted:
                 break
             t0, eval_s = time.perf_counter(), 0.0
             lr = lr_at(step, budget.total_steps, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = random_windows(stream, config.batch_size, config.seq_len, run.data_rng,
-                                  config.transpose)  # (B, T) each
+                                  config.transpose, rows=my_rows)  # (b, T) each
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss_sum += train_step(model, optimizer, x, y, config.grad_clip)
+            loss_sum += train_step(trained, optimizer, x, y, config.grad_clip)
             loss_count += 1
             step = run.step = step + 1
 
             is_eval = step % config.eval_every == 0 or budget.done(step)
             if step % config.log_every == 0 or is_eval:
-                train_loss = (loss_sum / loss_count).item()  # the only sync with the device
+                train_loss = mean_over_ranks(loss_sum / loss_count, world).item()  # the only sync
                 loss_sum.zero_()
                 loss_count = 0
                 _check_diverged(train_loss, step, model_config, config, run_dir)
@@ -252,7 +274,7 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
                 progress.update(task, completed=step, loss=f"{train_loss:.3f}",
                                 val=_fmt(run.last_eval), tps=f"{tokens_per_s:,.0f}")
             budget.train_s += time.perf_counter() - t0 - eval_s
-            if budget.replan(step, config.log_every, config.eval_every,
+            if world.is_main and budget.replan(step, config.log_every, config.eval_every,
                              sum(map(len, valid_ids)), tokens_per_step):
                 progress.update(task, total=budget.total_steps)
 
@@ -261,11 +283,12 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
             run.evaluate_and_save(MetricsRow(
                 step=step, tokens=step * tokens_per_step,
                 lr=lr_at(max(step - 1, 0), budget.total_steps, config),
-                train_loss=(loss_sum / loss_count).item() if loss_count else None,
+                train_loss=(mean_over_ranks(loss_sum / loss_count, world).item()
+                            if loss_count else None),
                 tokens_per_s=round(tokens_per_s, 1),
                 elapsed_s=round(time.monotonic() - budget.started, 2)))
         else:
-            save_checkpoint(run_dir / "last.pt", run.checkpoint())
+            run.save_last()
     return TrainResult(
         run_dir=run_dir, step=step, total_steps=budget.total_steps or step,
         best_valid_loss=None if run.best == math.inf else run.best, last_eval=run.last_eval,

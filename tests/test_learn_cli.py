@@ -25,8 +25,12 @@ TINY = ["--layers", "1", "--hidden", "32", "--embed", "16", "--seq-len", "32", "
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def write_corpus(folder: Path) -> Path:
     """Four short two-voice MIDI files in different keys."""
-    folder = tmp_path_factory.mktemp("corpus")
+    folder.mkdir(parents=True, exist_ok=True)
     for k, root in enumerate((60, 62, 65, 67)):
         notes, t = [], 0.0
         for i in range(24):

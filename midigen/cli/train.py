@@ -73,8 +73,20 @@ def train(
     run_dir: Annotated[Path | None, _opt("Where best.pt / last.pt go (default checkpoints/<time>-<corpus>).", _RUN)] = None,
     resume: Annotated[Path | None, _opt("Continue this run folder exactly where it stopped.", _RUN, exists=True, file_okay=False)] = None,
     init_from: Annotated[Path | None, _opt("Start from this checkpoint's weights (fine-tune).", _RUN, exists=True)] = None,
+    gpus: Annotated[int | None, typer.Option(
+        "--gpus", "--nproc", min=1, rich_help_panel=_TRAIN,
+        help="Train one model with N processes on this machine (one per GPU, DDP); starts "
+        "torchrun for you. Without CUDA: N CPU processes. --batch-size stays the global batch.")] = None,
 ) -> None:
-    """Learn a folder of music; writes best.pt, last.pt and metrics.jsonl in a run folder."""
+    """Learn a folder of music; writes best.pt, last.pt and metrics.jsonl in a run folder.
+
+    Under torchrun (`torchrun --nproc-per-node N -m midigen train ...`, or --gpus N) the N
+    processes train one model together; --batch-size is the global batch, split evenly.
+    """
+    if gpus is not None and gpus > 1:
+        from midigen.distributed import launch
+
+        raise typer.Exit(launch(gpus, device.value))
     model_opts = {"layers": layers, "hidden": hidden, "embed_dim": embed, "dropout": dropout,
                   "cell": cell.value if cell else None}
     train_opts = {"seq_len": seq_len, "batch_size": batch_size, "lr": lr, "steps": steps,
@@ -85,20 +97,27 @@ def train(
     token_opts = {"steps_per_second": steps_per_second, "num_velocity_bins": velocity_bins,
                   "use_programs": False if no_programs else None}
     given = lambda d: {k: v for k, v in d.items() if v is not None}
+    extra = [*given(model_opts), *given(train_opts), *given(token_opts)]
+    if resume is not None and (corpus or run_dir or init_from or extra):
+        raise MidigenError("--resume continues a run with its own corpus and settings; "
+                           f"drop {', '.join(extra) or 'the other options'} (only --device may change)")
+    from midigen.distributed import session
     from midigen.runs import resume_run, start_run
     from midigen.threads import use_all_cores
 
     use_all_cores()
-    if resume is not None:
-        extra = [*given(model_opts), *given(train_opts), *given(token_opts)]
-        if corpus or run_dir or init_from or extra:
-            raise MidigenError("--resume continues a run with its own corpus and settings; "
-                               f"drop {', '.join(extra) or 'the other options'} (only --device may change)")
-        result = resume_run(resume, device.value, console=out, on_note=print_note)
-    else:
-        result = start_run(corpus, given(model_opts), given(train_opts), given(token_opts),
-                           device.value, run_dir, init_from, console=out, on_note=print_note)
-    report_training(result)
+    with session(device.value) as (world, _):  # under torchrun: join the other ranks
+        console = out if world.is_main else None  # one voice: rank 0's
+        note = print_note if world.is_main else None
+        if resume is not None:
+            result = resume_run(resume, device.value, console=console, on_note=note)
+        else:
+            result = start_run(corpus, given(model_opts), given(train_opts), given(token_opts),
+                               device.value, run_dir, init_from, console=console, on_note=note)
+    if world.is_main:
+        report_training(result)
+    elif result.interrupted and result.stop_signal is not None:
+        raise typer.Exit(exit_code(result.stop_signal))  # as rank 0 does
 
 
 def report_training(result) -> None:

@@ -1,0 +1,75 @@
+"""Run by tests/test_distributed.py under `torchrun --nproc-per-node 2` (gloo, CPU).
+
+Trains the toy corpus three ways inside one process group, so the test pays for one launch:
+  full/  8 steps without a break;
+  half/  rank 1 alone asks to stop after 4 steps (rank 0 must stop with it), then the group
+         resumes from half/last.pt to step 8 (a copy of the step-4 checkpoint is kept as
+         half4.pt for a single-process resume in the test).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch.distributed as dist
+
+from midigen.checkpoint import load_checkpoint
+from midigen.distributed import session
+from midigen.events import Note, notes_to_array
+from midigen.model import ModelConfig
+from midigen.tokenizer import TokenizerConfig, encode_notes, vocabulary
+from midigen.train import TrainConfig, train
+
+TOK = TokenizerConfig(steps_per_second=10, use_programs=False)
+MODEL = ModelConfig(vocabulary(TOK).size, embed_dim=16, hidden=32, layers=2, dropout=0.0)
+CONFIG = TrainConfig(seq_len=32, batch_size=8, lr=1e-2, warmup_steps=3, steps=8, eval_every=4,
+                     log_every=1, transpose=2, valid_fraction=0.3, device="cpu")
+
+
+@dataclass
+class Piece:
+    name: str
+    file: str
+    ids: np.ndarray
+    duration_s: float
+
+
+def toy_pieces(count: int = 7) -> list[Piece]:
+    """Seeded random melodies over a bass, of different lengths (so validation shards differ)."""
+    rng = np.random.default_rng(0)
+    pieces = []
+    for k in range(count):
+        notes, t = [], 0.0
+        for _ in range(20 + 6 * k):
+            pitch = int(rng.integers(55, 80))
+            notes += [Note(pitch, int(rng.integers(40, 110)), t, t + 0.3),
+                      Note(pitch - 12 - int(rng.integers(0, 5)), 60, t, t + 0.6)]
+            t += float(rng.choice([0.2, 0.3, 0.5]))
+        ids = encode_notes(notes_to_array(notes), TOK).astype(np.uint16)
+        pieces.append(Piece(f"p{k}", f"f{k}.mid", ids, t))
+    return pieces
+
+
+def main(out: Path) -> None:
+    pieces = toy_pieces()
+    with session("cpu") as (world, _):
+        assert world.world_size == 2
+        train(pieces, TOK, MODEL, CONFIG, out / "full")
+        cut = train(pieces, TOK, MODEL, CONFIG, out / "half",
+                    stop_after_steps=4 if world.rank == 1 else None)
+        assert cut.interrupted and cut.step == 4, (world.rank, cut.step)
+        dist.barrier()  # rank 0 has written half/last.pt
+        if world.is_main:
+            shutil.copy(out / "half" / "last.pt", out / "half4.pt")
+        ckpt = load_checkpoint(out / "half" / "last.pt")
+        dist.barrier()
+        rest = train(pieces, TOK, MODEL, CONFIG, out / "half", resume_from=ckpt)
+        assert rest.step == 8 and not rest.interrupted
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
