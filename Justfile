@@ -35,3 +35,11 @@ bench-quality minutes="2": install
 lint:
     {{python}} -m pip install -q ruff
     {{python}} -m ruff check midigen tests bench
+
+# GPU speed against bare PyTorch loops (training, batch-1 CUDA-graph sampling, batched sampling).
+bench-gpu: install
+    {{python}} bench/bench_gpu.py
+
+# On a CUDA machine: the cuda-marked tests, the GPU benchmarks and DDP scaling, logged to OUT.
+gpu-check out="gpu-check": install
+    bench/gpu_check.sh {{out}}

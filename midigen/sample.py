@@ -122,7 +122,7 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
                max_events: int | None = None, seconds: float | None = None,
                temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                seed: int | None = None, primer_ids=None, constrain: bool = True,
-               min_seconds: float | None = None) -> list[np.ndarray]:
+               min_seconds: float | None = None, cuda_graph: bool = False) -> list[np.ndarray]:
     """`num` new pieces as id arrays: START, the primer (if any), then the sampled events.
 
     `max_events` and `seconds` count only the new events and the new music after the
@@ -155,7 +155,7 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     for start in range(0, len(prefix), PRIMER_CHUNK):  # a long primer in flat memory
         chunk = torch.as_tensor(prefix[start:start + PRIMER_CHUNK], device=device)[None]
         logits, state = model(chunk, state)  # (1, T, V)
-    stepper = Stepper(model)
+    stepper = Stepper(model, cuda_graph=cuda_graph)  # a graph only on CUDA (same logits)
     stepper.reset(num, state)
     logits = np.repeat(logits[:, -1].float().cpu().numpy(), num, axis=0)  # (B, V)
     on_cpu = device.type == "cpu"
@@ -288,7 +288,8 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
     seed = random_seed() if seed is None else int(seed)
     pieces = sample_ids(model, config, num=num, max_events=max_events, seconds=seconds,
                         temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                        primer_ids=primer_ids, constrain=constrain, min_seconds=min_seconds)
+                        primer_ids=primer_ids, constrain=constrain, min_seconds=min_seconds,
+                        cuda_graph=True)  # on CUDA only; the same pieces as the eager step
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,11 @@ At batch 1 on CPU the step is bound by reading the weights (~21 MB for 3 x 512);
 left is per-op dispatch, which is why the buffers and their views are built ahead of time
 (bench/bench_sample.py measures it against the plain nn.LSTM loop).
 
+On CUDA a batch-1 step is a few dozen tiny kernels, each launched from Python, so the GPU
+waits on the launches. With `cuda_graph=True` the step is captured once per batch as a CUDA
+graph (the buffers above already stay put, which is what a graph needs) and each event is one
+replay of the same kernels, so the logits are the same as the eager step's.
+
 The recurrent state is carried from step to step; the sequence is never re-run. Logits agree
 with `MusicRNN.forward` to float rounding (tests/test_sample.py checks LSTM and GRU).
 The model must be in eval mode semantics: dropout is not applied.
@@ -31,7 +36,7 @@ from midigen.model import MusicRNN
 class Stepper:
     """Feeds ids one step at a time and returns the next-event logits, carrying the state."""
 
-    def __init__(self, model: MusicRNN):
+    def __init__(self, model: MusicRNN, cuda_graph: bool = False):
         cfg = model.config
         self.cell = cfg.cell
         self.layers = cfg.layers
@@ -84,6 +89,8 @@ class Stepper:
             self.head_w_t = model.head.weight.detach().t()  # (H, V)
             self.head_b = model.head.bias.detach()
         self.batch_size = 0
+        self.cuda_graph = cuda_graph and self.device.type == "cuda"
+        self._graph, self.graph_error = None, None
 
     def reset(self, batch_size: int, state=None) -> None:
         """Zero state for `batch_size` pieces, or start from an nn.LSTM/nn.GRU style state.
@@ -111,6 +118,12 @@ class Stepper:
             self._rz_i, self._rz_h = gi[:, :2 * H], gh[:, :2 * H]
             self._r, self._z = gi[:, :H], gi[:, H:2 * H]  # after rz_i holds the sigmoid
             self._n_i, self._n_h = gi[:, 2 * H:], gh[:, 2 * H:]
+        self._graph = None
+        if self.cuda_graph:
+            try:
+                self._graph = self._capture()
+            except RuntimeError as e:  # a driver that cannot capture: the eager step still works
+                self.graph_error = str(e)
         if state is not None:
             self.set_state(state)
 
@@ -133,11 +146,35 @@ class Stepper:
     @torch.inference_mode()
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """Logits (B, V) of the event after `ids` (B,); the returned buffer is reused next step."""
+        if self._graph is not None:
+            self._ids.copy_(ids)
+            self._graph.replay()
+            return self._logits
+        return self._eager_step(ids)
+
+    def _eager_step(self, ids: torch.Tensor) -> torch.Tensor:
         if self.cell == "lstm":
             self._lstm_step(ids)
         else:
             self._gru_step(ids)
         return torch.addmm(self.head_b, self._h[-1], self.head_w_t, out=self._logits)
+
+    @torch.inference_mode()
+    def _capture(self):
+        """The eager step recorded as a CUDA graph reading `self._ids` (state left as it was)."""
+        self._ids = torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
+        saved = self.state()
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):  # warm up: cuBLAS handles and workspaces exist before capture
+                self._eager_step(self._ids)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._eager_step(self._ids)
+        self.set_state(saved)
+        return graph
 
     def _lstm_step(self, ids: torch.Tensor) -> None:
         g, tmp, i, f, o = self._gates, self._tmp, self._i, self._f, self._o

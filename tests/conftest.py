@@ -68,3 +68,18 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` need a CUDA GPU: skipped with the reason where torch sees none."""
+    if not any(item.get_closest_marker("cuda") for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False); "
+                                   "run `bench/gpu_check.sh` on a GPU machine")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)

@@ -87,6 +87,9 @@ def sample(
     ] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", rich_help_panel=_OUTPUT, help="Print the files written as JSON.")] = False,
+    device: Annotated[str, typer.Option(
+        rich_help_panel=_SAMPLING, help="cpu, cuda, mps or auto. A model trained on any "
+        "device samples on any other.")] = "cpu",
     render: Annotated[bool, typer.Option(
         "--render", rich_help_panel=_OUTPUT,
         help="Also render each piece to a WAV (FluidSynth) and a piano-roll PNG.")] = False,
@@ -98,12 +101,14 @@ def sample(
     """Write new pieces of music as MIDI files, sampled from a trained model."""
     if primer_seconds is not None and primer is None:
         raise MidigenError("--primer-seconds needs --primer FILE")
+    from midigen.device import pick_device
     from midigen.sample import sample_to_files
 
     rows = sample_to_files(checkpoint, out_dir, num=num, max_events=max_events, seconds=seconds,
                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                            primer=primer, primer_seconds=primer_seconds, force=force,
-                           constrain=not no_constrain, min_seconds=min_seconds)
+                           constrain=not no_constrain, min_seconds=min_seconds,
+                           device=str(pick_device(device)))
     rendered = []
     if render:
         from midigen.render import render_samples
