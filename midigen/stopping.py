@@ -10,6 +10,7 @@ the first one into "stop after this step and save". Signals a parent set to be i
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -62,9 +63,9 @@ class StopOnSignals:
     """While active, the first stop signal asks the loop to stop after this step (it then
     saves `last`); a second one raises `Stopped` at once. `signum` says which signal came.
 
-    Under torchrun a Ctrl-C reaches each training process twice within milliseconds (from
-    the terminal, then forwarded by torchrun's agent), so a repeat within `REPEAT_S` of the
-    first is the same stop, not a second one."""
+    Under torchrun's agent a Ctrl-C reaches each training process twice within milliseconds
+    (from the terminal, then forwarded by the agent), so there a repeat within `REPEAT_S` of
+    the first is the same stop, not a second one."""
 
     REPEAT_S = 1.0
 
@@ -72,6 +73,7 @@ class StopOnSignals:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
         self._first_at = 0.0
+        self._repeat_s = self.REPEAT_S if "TORCHELASTIC_RUN_ID" in os.environ else 0.0
 
     @property
     def requested(self) -> bool:
@@ -79,7 +81,7 @@ class StopOnSignals:
 
     def _handle(self, signum, frame):
         if self.requested:
-            if time.monotonic() - self._first_at > self.REPEAT_S:
+            if time.monotonic() - self._first_at >= self._repeat_s:
                 raise Stopped(signum)
             return
         self.signum, self._first_at = signum, time.monotonic()

@@ -82,6 +82,16 @@ def test_gpus_option_becomes_a_torchrun_command():
                                       "train", "music", "--steps", "5"]
 
 
+def test_under_torchrun_a_forwarded_repeat_of_the_signal_is_the_same_stop(monkeypatch):
+    from midigen.stopping import StopOnSignals
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    with StopOnSignals() as stop:
+        os.kill(os.getpid(), signal.SIGINT)  # from the terminal
+        os.kill(os.getpid(), signal.SIGINT)  # forwarded by the agent a moment later
+        assert stop.signum == signal.SIGINT  # asked to stop, not interrupted
+
+
 def _max_difference(a, b) -> float:
     return max((a.model_state[k] - b.model_state[k]).abs().max().item() for k in a.model_state)
 
