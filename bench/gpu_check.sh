@@ -19,7 +19,6 @@ python3 bench/bench_gpu.py --json "$out/bench_gpu.json" 2>&1 | tee "$out/bench_g
 gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
 if [ "$gpus" -ge 2 ]; then
     # Scaling: the same global batch per GPU, 1 vs N processes, tokens/s from the metrics.
-    python3 -c "import midigen.corpus" >/dev/null
     for n in 1 "$gpus"; do
         python3 -m midigen train --gpus "$n" --steps 200 --batch-size $((64 * n)) \
             --eval-every 1000 --run-dir "$out/scale-$n" 2>&1 | tail -3 | tee "$out/scale-$n.txt"
