@@ -40,6 +40,7 @@ MAX_FILE_MB = 64  # larger score files are almost always something else
 # process; real pieces have well under 100,000 notes and MIDI files rarely pass 2 MB.
 MAX_MIDI_MB = 16
 MAX_NOTES_PER_PIECE = 250_000
+MAX_TRACKS = 1024  # each costs ~0.4 ms: 5,000 one-note tracks took 2.5 s; real files have < 100
 MAX_PIECE_HOURS = 12.0  # a longer piece means a broken tempo map, not music
 MIN_BPM, MAX_BPM = 1.0, 6000.0  # clamp for tempo events, MIDI allows 3.6 bpm .. infinity
 SUSTAIN_CC = 64
@@ -134,6 +135,8 @@ def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> P
         score = symusic.Score.from_midi(data)
     except Exception as e:  # noqa: BLE001 - symusic raises RuntimeError with C++ text
         raise MidigenError(f"corrupt MIDI: {_short_reason(str(e))}") from None
+    if len(score.tracks) > MAX_TRACKS:
+        raise MidigenError(f"too many tracks (> {MAX_TRACKS:,})")
     # Parsed, the file costs ~4x its bytes; everything after costs ~300 bytes per note/event.
     counts = [len(t.notes) + len(t.pedals) for t in score.tracks] + [len(score.tempos)]
     if sum(counts) > MAX_NOTES_PER_PIECE:
