@@ -4,14 +4,15 @@ Trains the toy corpus three ways inside one process group, so the test pays for 
   full/  8 steps without a break;
   half/  rank 1 alone asks to stop after 4 steps (rank 0 must stop with it), then the group
          resumes from half/last.pt to step 8 (a copy of the step-4 checkpoint is kept as
-         half4.pt for a single-process resume in the test).
+         half4.pt for a single-process resume in the test);
+  clock/ a --minutes run: rank 0's clock plans and ends it, and both ranks end at one step.
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,11 @@ def main(out: Path) -> None:
         dist.barrier()
         rest = train(pieces, TOK, MODEL, CONFIG, out / "half", resume_from=ckpt)
         assert rest.step == 8 and not rest.interrupted
+        clock = train(pieces, TOK, MODEL, replace(CONFIG, steps=None, minutes=0.05),
+                      out / "clock")
+        ends = [None, None]
+        dist.all_gather_object(ends, (clock.step, clock.total_steps, clock.interrupted))
+        assert ends[0] == ends[1] and not ends[0][2], ends
 
 
 if __name__ == "__main__":

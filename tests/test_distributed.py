@@ -135,6 +135,8 @@ def test_two_gloo_processes_train_as_one_and_resume_either_way(tmp_path):
     shutil.copytree(tmp_path / "half", tmp_path / "alone")
     train(pieces, TOK, MODEL, CONFIG, tmp_path / "alone", resume_from=half)
     assert _max_difference(load_checkpoint(tmp_path / "alone" / "last.pt"), ddp) < TOLERANCE
+    # A --minutes run ended on rank 0's clock at one step for both ranks (checked in the driver).
+    assert load_checkpoint(tmp_path / "clock" / "last.pt").step >= 1
 
 
 def _wait_for(predicate, proc, what: str, seconds: float = 120) -> None:
