@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from midigen import midi_io
+from midigen import midi_io, score_io
 from midigen.errors import MidigenError
 from midigen.events import instrument_keys
 from midigen.stopping import STOP_SIGNALS
@@ -67,8 +67,11 @@ def _on_alarm(signum, frame):
     raise _Timeout
 
 
-def _read_chunk(paths: list[str], config_dict: dict) -> list[dict]:
-    """Worker entry: read a chunk of files, each under a time limit where signals allow."""
+def _read_chunk(paths: list[str], config_dict: dict, score_readers: str = "") -> list[dict]:
+    """Worker entry: read a chunk of files, each under a time limit where signals allow.
+    `score_readers` overrides $MIDIGEN_SCORE_READERS in this (worker) process."""
+    if score_readers:
+        os.environ[score_io.READERS_ENV] = score_readers
     config = TokenizerConfig.from_dict(config_dict)
     use_alarm = threading.current_thread() is threading.main_thread() and hasattr(signal,
                                                                                    "SIGALRM")
@@ -203,13 +206,18 @@ def read_files(paths: list[str], config: TokenizerConfig, jobs: int | None = Non
                 done += min(chunk, total - s)
                 if progress:
                     progress(done, total)
-    # A worker died (a crash inside a C library): read those files one at a time to find it.
+    # A worker died (a crash inside a C library): read those files one at a time to find it;
+    # a score that crashes a C++ reader (verovio) gets one more try with music21 alone.
     for i in retry:
-        with worker_pool(1) as pool:
-            try:
-                results[i] = pool.submit(_read_chunk, [paths[i]], config_dict).result()[0]
-            except BrokenProcessPool:
-                results[i] = {"status": "skipped", "reason": "crashed the reader"}
+        results[i] = {"status": "skipped", "reason": "crashed the reader"}
+        for score_readers in ("", "music21"):
+            with worker_pool(1) as pool:
+                try:
+                    results[i] = pool.submit(_read_chunk, [paths[i]], config_dict,
+                                             score_readers).result()[0]
+                    break
+                except BrokenProcessPool:
+                    pass
         done += 1
         if progress:
             progress(done, total)

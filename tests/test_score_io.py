@@ -150,3 +150,19 @@ def test_readers_can_be_chosen_by_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(score_io.READERS_ENV, "music22")
     with pytest.raises(MidigenError, match="unknown reader 'music22'"):
         read_score(_musicxml(tmp_path))
+
+
+def test_a_score_that_crashes_the_fast_reader_is_read_by_music21(tmp_path, monkeypatch):
+    """A C++ abort kills the worker; the file is read again with music21, not skipped."""
+    import os
+
+    import music21  # noqa: F401 - imported once here, not in each forked worker
+
+    from midigen.reading import read_files
+    from midigen.tokenizer import TokenizerConfig
+
+    monkeypatch.setattr(score_io, "_render_verovio", lambda *args: os._exit(134))
+    paths = [str(_musicxml(tmp_path, f"{k}.musicxml")) for k in range(8)]
+    results = read_files(paths, TokenizerConfig(), jobs=2)
+    assert [r["status"] for r in results] == ["ok"] * 8
+    assert all(len(r["pieces"]) == 1 for r in results)
