@@ -23,6 +23,8 @@ from midigen.errors import MidigenError
 
 STALE_TEMP_S = 3600  # a temp file this old is a leftover even if its writer's pid lives again
 _TEMP_NAME = re.compile(r"^\..+\.(\d+)-[a-z0-9_]{8}\.tmp$")  # ours: .NAME.PID-XXXXXXXX.tmp
+# Names older versions used: .NAME.PID.tmp (MIDI, PNG, WAV) and .NAME.pt.XXXXXXXX.tmp (checkpoints).
+_OLD_TEMP_NAME = re.compile(r"^\..+(?:\.(\d+)|\.pt\.[a-z0-9_]{8})\.tmp$")
 _REASONS = {
     errno.ENOSPC: "no space left on device",
     errno.EDQUOT: "disk quota exceeded",
@@ -126,8 +128,9 @@ def _fsync_folder(folder: Path) -> None:
 def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
     """Remove our temp files left in `folder` by killed writers (once per folder and process).
 
-    Only names of our own pattern are touched, and only when their writer's process is gone
-    or the file is over an hour old. Returns the names removed.
+    Only names of our own patterns are touched, and only when their writer's process is gone
+    or the file is over an hour old (names of older versions: only then). Returns the names
+    removed.
     """
     key = os.path.abspath(folder)
     if key in _swept:
@@ -140,12 +143,13 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
         return removed
     now = time.time()
     for entry in entries:
-        match = _TEMP_NAME.match(entry.name)
-        if not match or int(match.group(1)) == os.getpid():
+        match = _TEMP_NAME.match(entry.name) or _OLD_TEMP_NAME.match(entry.name)
+        pid = int(match.group(1)) if match and match.group(1) else None
+        if not match or pid == os.getpid():
             continue
         try:
             old = now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_S
-            if old or not _process_alive(int(match.group(1))):
+            if old or (match.re is _TEMP_NAME and not _process_alive(pid)):
                 os.unlink(entry.path)
                 removed.append(entry.name)
         except OSError:

@@ -137,8 +137,11 @@ def test_temp_files_of_killed_writers_are_swept(tmp_path):
     live = tmp_path / f".best.pt.{os.getppid()}-abcd1234.tmp"  # a writer that still runs
     old = tmp_path / f".x.mid.{os.getppid()}-zzzz9999.tmp"
     not_ours = tmp_path / ".something.tmp"
-    for path in (dead, live, old, not_ours):
+    legacy_old, legacy_new = tmp_path / ".best.pt.k2j4_x9a.tmp", tmp_path / ".a.mid.999999999.tmp"
+    for path in (dead, live, old, not_ours, legacy_old, legacy_new):
         path.write_bytes(b"partial")
     os.utime(old, (0, 0))
+    os.utime(legacy_old, (0, 0))
     save_checkpoint(tmp_path / "last.pt", tiny_checkpoint(step=1))
-    assert sorted(leftovers(tmp_path)) == sorted(["last.pt", live.name, not_ours.name])
+    assert sorted(leftovers(tmp_path)) == sorted(["last.pt", live.name, not_ours.name,
+                                                  legacy_new.name])

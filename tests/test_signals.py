@@ -120,7 +120,6 @@ def test_sigterm_stops_train_like_ctrl_c(tmp_path):
     assert proc.returncode == 143, stderr
     assert "stopped at step" in stdout and "--resume" in stdout and "Traceback" not in stderr
     assert load_checkpoint(run / "last.pt").step >= 1
-    assert not alive(children_of(proc.pid))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
