@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from midigen.errors import MidigenError
+from midigen.events import EventType
 from midigen.model import MusicRNN
 from midigen.stepper import Stepper
 from midigen.tokenizer import TokenizerConfig, decode_ids, encode_notes
@@ -112,6 +113,15 @@ def next_ids(logits: np.ndarray, temperature: float, top_k: int | None, top_p: f
     return pick
 
 
+def event_limit(max_events: int | None, seconds: float | None) -> int:
+    """New events a piece may have: `max_events`, else enough for `seconds`, else 2000."""
+    if max_events is not None:
+        return max_events
+    if seconds is None:
+        return DEFAULT_MAX_EVENTS
+    return min(MAX_EVENTS, max(DEFAULT_MAX_EVENTS, math.ceil(seconds * EVENTS_PER_SECOND_CAP)))
+
+
 def random_seed() -> int:
     """A fresh seed (reported to the user so a liked piece can be made again)."""
     return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
@@ -122,7 +132,8 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
                max_events: int | None = None, seconds: float | None = None,
                temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                seed: int | None = None, primer_ids=None, constrain: bool = True,
-               min_seconds: float | None = None, cuda_graph: bool = False) -> list[np.ndarray]:
+               min_seconds: float | None = None, max_note_s: float | None = None,
+               cuda_graph: bool = False) -> list[np.ndarray]:
     """`num` new pieces as id arrays: START, the primer (if any), then the sampled events.
 
     `max_events` and `seconds` count only the new events and the new music after the
@@ -130,7 +141,9 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     A piece that reached END ends with it; one cut by a limit does not. END is not drawn
     before a piece has at least one NOTE_ON, so no file comes out empty, nor before
     `min_seconds` of new music. `constrain` draws only events that decode without repair
-    (see the module docstring); False samples the model's raw distribution.
+    (see the module docstring); False samples the model's raw distribution. `max_note_s`
+    (with `constrain`): no note of the current instrument sounds longer; where a drawn time
+    shift would carry one past it, the note's NOTE_OFF is fed to the model instead.
     """
     check_options(temperature, top_k, top_p, num, max_events, seconds)
     if min_seconds is not None and not (math.isfinite(min_seconds) and 0 <= min_seconds <= MAX_SECONDS):
@@ -139,10 +152,7 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     if vocab.size != model.config.vocab_size:
         raise MidigenError(f"the model predicts {model.config.vocab_size} symbols but its "
                            f"tokenizer has {vocab.size}: damaged checkpoint")
-    if max_events is None:
-        max_events = (DEFAULT_MAX_EVENTS if seconds is None
-                      else min(MAX_EVENTS, max(DEFAULT_MAX_EVENTS,
-                                               math.ceil(seconds * EVENTS_PER_SECOND_CAP))))
+    max_events = event_limit(max_events, seconds)
     prefix = _prefix(primer_ids, vocab)
     device = next(model.parameters()).device
     rng = np.random.default_rng(random_seed() if seed is None else seed)
@@ -167,20 +177,28 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     elapsed_steps = np.zeros(num, dtype=np.int64)
     limit_steps = None if seconds is None else math.ceil(seconds * tokenizer_config.steps_per_second)
     min_steps = 0 if min_seconds is None else math.ceil(min_seconds * tokenizer_config.steps_per_second)
-    grammar = NoteGrammar(vocab, num, prefix) if constrain else None
+    grammar = NoteGrammar(vocab, num, prefix, max_note_s) if constrain else None
     # END before any note would give an empty file: hold it back until a piece has a note.
     note_on_lo, note_on_hi = vocab.note_on_ids.start, vocab.note_on_ids.stop
     has_note = np.full(num, any(note_on_lo <= i < note_on_hi for i in prefix))
     all_have_notes = bool(has_note.all())
+    first_shift = vocab.offset[EventType.TIME_SHIFT]
+    shift_ids = slice(first_shift, first_shift + vocab.block_size[EventType.TIME_SHIFT])
     for t in range(max_events):
         if not all_have_notes:
             logits[~has_note, vocab.end_id] = -np.inf
+            if limit_steps is not None:  # nor may silence alone use up the time limit
+                room = limit_steps - 1 - elapsed_steps  # (B,)
+                too_long = (shift_steps[None, shift_ids] > room[:, None]) & ~has_note[:, None]
+                np.copyto(logits[:, shift_ids], -np.inf, where=too_long)
         if min_steps and elapsed_steps.min() < min_steps:
             logits[elapsed_steps < min_steps, vocab.end_id] = -np.inf
         if grammar is not None:
             grammar.mask(logits)
             logits[:, vocab.start_id] = -np.inf
         chosen = next_ids(logits, temperature, top_k, top_p, rng)  # (B,)
+        if grammar is not None:
+            chosen = grammar.cap_notes(chosen)
         if not all_have_notes:
             has_note |= (chosen >= note_on_lo) & (chosen < note_on_hi)
             all_have_notes = bool(has_note.all())
@@ -275,7 +293,8 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
     write them as MIDI in `out_dir`; one summary dict per file written.
 
     Each dict: path, duration_s, notes, events, instruments, repairs, ended (True when the
-    model chose to end the piece, False when a limit cut it), seed. The same dict, with the
+    model chose to end the piece, False when a limit cut it), stop (see stop_reason), seed.
+    Lengths not given come from the checkpoint's training lengths (see length_limits). The same dict, with the
     checkpoint and every option, goes beside each piece as NAME.json (see `write_sidecar`),
     so a report can say how to make the piece again.
     """
@@ -286,9 +305,11 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
     model, config, ckpt = load_model(checkpoint, device=device)
     primer_ids = None if primer is None else primer_to_ids(primer, config, primer_seconds)
     seed = random_seed() if seed is None else int(seed)
-    pieces = sample_ids(model, config, num=num, max_events=max_events, seconds=seconds,
-                        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                        primer_ids=primer_ids, constrain=constrain, min_seconds=min_seconds,
+    limits = length_limits(ckpt.split.get("lengths") or {}, seconds, max_events, min_seconds)
+    pieces = sample_ids(model, config, num=num, max_events=limits["max_events"],
+                        seconds=limits["seconds"], temperature=temperature, top_k=top_k,
+                        top_p=top_p, seed=seed, primer_ids=primer_ids, constrain=constrain,
+                        min_seconds=limits["min_seconds"], max_note_s=limits["max_note_s"],
                         cuda_graph=True)  # on CUDA only; the same pieces as the eager step
     out_dir = Path(out_dir)
     try:
@@ -296,10 +317,13 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
     except OSError as e:
         raise MidigenError(f"cannot create {out_dir} ({e.strerror or e})") from None
     end_id = vocabulary(config).end_id
+    num_primer = len(_prefix(primer_ids, vocabulary(config)))
     options = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "num": num,
                "max_events": max_events, "seconds": seconds, "min_seconds": min_seconds,
                "primer": None if primer is None else str(Path(primer).resolve()),
-               "primer_seconds": primer_seconds, "constrain": constrain}
+               "primer_seconds": primer_seconds, "constrain": constrain,
+               "from_training_lengths": {k: limits[k] for k in ("longest", "max_note_s")
+                                         if limits[k] is not None} or None}
     rows = []
     for index, (ids, path) in enumerate(zip(pieces, next_free_paths(out_dir, num, force))):
         decoded = decode_ids(ids, config)
@@ -315,11 +339,44 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
             "instruments": [instrument_name(p, d) for d, p in keys],
             "repairs": {k: int(v) for k, v in sorted(decoded.repairs.items())},
             "ended": bool(len(ids) and ids[-1] == end_id),
+            "stop": stop_reason(ids, end_id, num_primer, limits),
             "seed": seed,
         })
         write_sidecar(path, {**rows[-1], "path": path.name, "index": index + 1,
                              "checkpoint": str(Path(ckpt.path).resolve()), "options": options})
     return rows
+
+
+def length_limits(lengths: dict, seconds: float | None, max_events: int | None,
+                  min_seconds: float | None) -> dict:
+    """The sampler's length settings: the user's where given, else from the training music's
+    lengths saved in the checkpoint (midigen.lengths; empty for older checkpoints).
+
+    With neither `seconds` nor `max_events`, a piece ends when the model says END, not before
+    the training pieces' 5th-percentile length, and is cut at their longest (`longest`), with
+    twice the longest piece's events as a net for a model that stops moving time. Notes never
+    sound longer than the longest training note.
+    """
+    piece_s, piece_events = lengths.get("piece_s", {}), lengths.get("piece_events", {})
+    open_ended = seconds is None and max_events is None
+    longest = piece_s.get("max") if open_ended else None
+    if open_ended and piece_events.get("max"):
+        max_events = min(MAX_EVENTS, max(DEFAULT_MAX_EVENTS, 2 * int(piece_events["max"])))
+    if min_seconds is None and open_ended:
+        min_seconds = piece_s.get("p5")
+    return {"seconds": seconds if longest is None else longest, "longest": longest,
+            "max_events": max_events, "min_seconds": min_seconds,
+            "max_note_s": lengths.get("note_s", {}).get("max")}
+
+
+def stop_reason(ids, end_id: int, num_primer: int, limits: dict) -> str:
+    """How a sampled piece ended: END (the model), events (the event limit), longest (the
+    training music's longest piece) or seconds (the user's limit)."""
+    if len(ids) and ids[-1] == end_id:
+        return "END"
+    if len(ids) - num_primer >= event_limit(limits["max_events"], limits["seconds"]):
+        return "events"
+    return "longest" if limits["longest"] is not None else "seconds"
 
 
 def write_sidecar(midi_path: Path, info: dict) -> None:

@@ -287,9 +287,11 @@ def stats_report(paths, against=None, ngram: int = 16, on_progress=None) -> dict
     corpus = load_corpus(against, config)
     if not corpus.pieces:
         raise MidigenError(f"no readable piece with notes in {against}")
-    reference = []
+    reference, corpus_lengths = [], []
     for i, p in enumerate(corpus.pieces):
-        reference.append(piece_stats(decode_ids(p.ids, config).notes, p.name))
+        corpus_notes = decode_ids(p.ids, config).notes
+        corpus_lengths.append(corpus_notes["end_s"] - corpus_notes["start_s"])
+        reference.append(piece_stats(corpus_notes, p.name))
         if on_progress is not None:
             on_progress(i + 1, len(corpus.pieces))
     index = NgramIndex.build([p.ids for p in corpus.pieces], ngram,
@@ -305,6 +307,8 @@ def stats_report(paths, against=None, ngram: int = 16, on_progress=None) -> dict
         "corpus_summary": summarise(reference),
         "corpus_spread": stat_spread(reference),
         "features": compare_sets(analysed, reference),
+        "long_notes": long_notes(np.concatenate([n["end_s"] - n["start_s"] for n in notes]),
+                                 np.concatenate(corpus_lengths), config.max_note_s),
         "copying": {
             "n": ngram,
             "share_found_mean": float(np.mean(shares)) if shares else None,
@@ -313,6 +317,18 @@ def stats_report(paths, against=None, ngram: int = 16, on_progress=None) -> dict
         },
     }
     return report
+
+
+def long_notes(lengths_s: np.ndarray, corpus_lengths_s: np.ndarray, cap_s: float) -> dict:
+    """Stuck notes: the share of notes at or above the corpus's 99.9th-percentile length and
+    at the longest-note cap (where the decoder closes notes never released), for the pieces
+    and for the corpus itself (whose share at p99.9 is about 0.1%, more with ties)."""
+    p999 = float(np.quantile(corpus_lengths_s, 0.999)) if len(corpus_lengths_s) else 0.0
+    share = lambda x, at: float((x >= at - 1e-6).mean()) if len(x) else None  # float rounding
+    return {"corpus_p99_9_s": round(p999, 3), "cap_s": cap_s,
+            "pieces": {"at_or_above_p99_9": share(lengths_s, p999), "at_cap": share(lengths_s, cap_s)},
+            "corpus": {"at_or_above_p99_9": share(corpus_lengths_s, p999),
+                       "at_cap": share(corpus_lengths_s, cap_s)}}
 
 
 def _file_stem(file: str) -> str:

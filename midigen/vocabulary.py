@@ -203,7 +203,8 @@ class NoteGrammar:
     tables keep each step to a few small (B,) / (B, P) operations.
     """
 
-    def __init__(self, vocab: Vocabulary, num: int, prefix: list[int]):
+    def __init__(self, vocab: Vocabulary, num: int, prefix: list[int],
+                 max_note_s: float | None = None):
         self.num_pitches = P = vocab.num_pitches
         self.on_lo = vocab.note_on_ids.start  # the NOTE_OFF block follows it
         self.num_instruments = K = DRUM_KEY + 1 if vocab.config.use_programs else 1
@@ -216,6 +217,11 @@ class NoteGrammar:
         self.pitch_of = np.clip(np.where(self.is_off_of, note - P, note), 0, P - 1)
         self.instrument_of = vocab.instrument_of
         self.shift_of = vocab.shift_steps
+        # The longest a note may sound (the sampler's, from the training music's lengths),
+        # when shorter than the decoder's own cap.
+        steps_per_second = vocab.config.steps_per_second
+        cap = None if max_note_s is None else max(1, round(max_note_s * steps_per_second))
+        self.cap_steps = cap if cap is not None and cap < self.max_steps else None
         # Walk the primer as the decoder would (shared by all pieces).
         until = np.full((K, P), -1, dtype=np.int32)  # int32: 66 MB at 1000 pieces
         instrument, clock = 0, 0
@@ -240,6 +246,23 @@ class NoteGrammar:
         sounding = self.until[self.row] >= self.clock[:, None]  # (B, P)
         np.copyto(logits[:, lo:lo + P], -np.inf, where=sounding)
         np.copyto(logits[:, lo + P:lo + 2 * P], -np.inf, where=~sounding)
+
+    def cap_notes(self, chosen: np.ndarray) -> np.ndarray:
+        """With a note cap: where a drawn time shift would carry a note of the current
+        instrument past it, that note's NOTE_OFF instead (the shift can be drawn again next
+        step, the model now knowing the note has ended). Masking the long shifts instead can
+        deadlock: a model that never says "wait 10 ms" then never lets time move."""
+        if self.cap_steps is None:
+            return chosen
+        until = self.until[self.row]  # (B, P)
+        sounding = until >= self.clock[:, None]
+        if not sounding.any():
+            return chosen
+        # A note that started at until - max_steps must end by its start + cap_steps.
+        deadline = np.where(sounding, until - self.max_steps + self.cap_steps, np.iinfo(np.int32).max)
+        first = deadline.argmin(axis=1)  # (B,) the note that must end soonest
+        left = deadline[np.arange(len(first)), first] - self.clock  # (B,) steps it may still sound
+        return np.where(self.shift_of[chosen] > left, self.on_lo + self.num_pitches + first, chosen)
 
     def update(self, chosen: np.ndarray) -> None:
         """Follow the drawn events (B,): notes start or stop, the instrument, the clock."""

@@ -45,8 +45,9 @@ def demo(
         return
     from midigen.sample import sample_to_files
 
-    rows = sample_to_files(result.run_dir, out_dir, num=num, seconds=DEMO_SECONDS,
-                           min_seconds=DEMO_MIN_SECONDS, temperature=DEMO_TEMPERATURE, seed=seed)
+    # No length given: each piece ends when the model says END, at lengths the chorales have
+    # (midigen.lengths: not before their 5th-percentile length, cut at their longest).
+    rows = sample_to_files(result.run_dir, out_dir, num=num, temperature=DEMO_TEMPERATURE, seed=seed)
     from midigen.cli.sample import print_samples_table
     from midigen.render import audio_available, render_samples
 
@@ -69,6 +70,4 @@ DEMO_TRAIN = {"seq_len": 128, "batch_size": 32, "lr": 4e-3, "warmup_steps": 50, 
 # The chorales are one piano part: without program tokens the model cannot wander between
 # instruments (which strands NOTE_OFFs and leaves notes hanging in short runs).
 DEMO_TOKENS = {"use_programs": False}
-DEMO_SECONDS = 40.0
-DEMO_MIN_SECONDS = 20.0  # a short run's model may say END after a chord or two
 DEMO_TEMPERATURE = 0.8

@@ -59,14 +59,15 @@ def sample(
         "printed at the end.")] = None,
     max_events: Annotated[int | None, typer.Option(
         "--max-events", min=1, rich_help_panel=_LENGTH,
-        help="Stop a piece after this many new events (default 2000 when --seconds is "
-        "not given).")] = None,
+        help="Stop a piece after this many new events. With neither this nor --seconds, a "
+        "piece ends when the model says END, at lengths the training music has (see README).")] = None,
     seconds: Annotated[float | None, typer.Option(
         "--seconds", callback=_positive("--seconds"), rich_help_panel=_LENGTH,
         help="Stop a piece after this many seconds of new music.")] = None,
     min_seconds: Annotated[float | None, typer.Option(
         "--min-seconds", min=0.0, rich_help_panel=_LENGTH,
-        help="Do not let a piece end (END) before this many seconds of new music.")] = None,
+        help="Do not let a piece end (END) before this many seconds of new music (default "
+        "with no length given: the training pieces' 5th-percentile length).")] = None,
     primer: Annotated[Path | None, typer.Option(
         "--primer", exists=True, dir_okay=False, rich_help_panel=_LENGTH,
         help="Continue the opening of this score (MIDI, MusicXML, ABC, ...).")] = None,
@@ -145,13 +146,13 @@ def print_samples_table(rows: list[dict], rendered) -> None:
         table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     table.add_column("instruments", no_wrap=True, overflow="ellipsis", min_width=8)
     table.add_column("repairs", justify="right", no_wrap=True, min_width=7)
-    table.add_column("stop", no_wrap=True, min_width=5)
+    table.add_column("stop", no_wrap=True, min_width=7)  # END, seconds, events, longest
     for r in rows:
         minutes, secs = divmod(r["duration_s"], 60)
         repairs = sum(r["repairs"].values())
         table.add_row(Path(r["path"]).name, f"{int(minutes)}:{secs:04.1f}", str(r["notes"]),
                       str(r["events"]), _instruments_cell(r["instruments"]),
-                      str(repairs), "END" if r["ended"] else "limit")
+                      str(repairs), r.get("stop", "END" if r["ended"] else "limit"))
     out.print(table)
     if rows:
         out.print(f"seed {rows[0]['seed']} (pass --seed {rows[0]['seed']} to make these again)")

@@ -31,7 +31,8 @@ def stats(
     against.num_pieces, against.corpus_summary, against.features.<feature>.{overlap, kl,
     piece_overlap_mean, piece_kl_mean, corpus_loo_overlap, corpus_loo_kl, pieces_inside},
     against.corpus_spread.<statistic>.{p5, median, p95},
-    against.copying.{n, share_found_mean, longest_run_max, pieces}.
+    against.copying.{n, share_found_mean, longest_run_max, pieces}, against.long_notes.{corpus_p99_9_s,
+    cap_s, pieces.{at_or_above_p99_9, at_cap}, corpus.{at_or_above_p99_9, at_cap}}.
     """
     from midigen.stats import stats_report
 
@@ -86,6 +87,14 @@ def _print_stats(report: dict, per_piece: bool) -> None:
                      f"{loo_k['mean']:.2f} ({loo_k['p5']:.2f}..{loo_k['p95']:.2f})" if loo_k else "-",
                      "-" if f["pieces_inside"] is None else f"{100 * f['pieces_inside']:.0f}%")
     out.print(dist)
+    long = against["long_notes"]
+    pct = lambda x: "-" if x is None else f"{100 * x:.3f}%"
+    notes = Table("notes lasting", "these pieces", "the corpus",
+                  title="long notes (stuck notes run to the cap, where decoding closes them)")
+    notes.add_row(f">= corpus p99.9 ({long['corpus_p99_9_s']:g} s)",
+                  pct(long["pieces"]["at_or_above_p99_9"]), pct(long["corpus"]["at_or_above_p99_9"]))
+    notes.add_row(f"the cap ({long['cap_s']:g} s)", pct(long["pieces"]["at_cap"]), pct(long["corpus"]["at_cap"]))
+    out.print(notes)
     c = against["copying"]
     copy = Table("piece", "events", f"{c['n']}-grams found", "longest shared run", "with",
                  title="copying: runs of events shared with any corpus piece")

@@ -55,7 +55,7 @@ def train(
     cell: Annotated[Cell | None, _opt("Recurrent cell (default lstm).", _MODEL)] = None,
     seq_len: Annotated[int | None, _opt("Events per training window (default 256).", _TRAIN, min=2)] = None,
     batch_size: Annotated[int | None, _opt("Windows per step (default 32).", _TRAIN, min=1)] = None,
-    lr: Annotated[float | None, _opt("Peak learning rate (default 3e-3).", _TRAIN, min=0.0)] = None,
+    lr: Annotated[float | None, _opt("Peak learning rate (default 6e-3).", _TRAIN, min=0.0)] = None,
     steps: Annotated[int | None, _opt("Budget in optimizer steps (default 2000).", _TRAIN, min=1)] = None,
     epochs: Annotated[float | None, _opt("Budget in passes over the training events.", _TRAIN, min=0.0)] = None,
     minutes: Annotated[float | None, _opt("Budget in minutes of wall-clock time.", _TRAIN, min=0.0)] = None,
