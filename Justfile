@@ -31,6 +31,18 @@ bench-scores files="25": install
 bench-quality minutes="2": install
     {{python}} bench/bench_quality.py --minutes {{minutes}}
 
+# Why the LSTM starts slowly: init, learning rate and warm-up variants at equal steps.
+bench-lstm steps="200": install
+    {{python}} bench/bench_lstm_sweep.py --steps {{steps}}
+
+# Sampled pieces' endings and stuck notes, from a checkpoint trained with lengths saved.
+bench-endings checkpoint num="40": install
+    {{python}} bench/bench_endings.py {{checkpoint}} --num {{num}}
+
+# How much a by-file split leaks against the grouped split (Nottingham, asap-piano).
+bench-split: install
+    {{python}} bench/bench_split_leak.py
+
 # Static checks.
 lint:
     {{python}} -m pip install -q ruff

@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     config = TokenizerConfig()
     size = vocabulary(config).size
-    print("| corpus | split | groups held out | valid pieces | valid 16-grams found in train "
+    print("| corpus | split | valid files | valid pieces | valid 16-grams found in train "
           "| bigram NLL |" + (f" LSTM NLL at {args.steps} steps |" if args.steps else ""))
     print("|---|---|---:|---:|---:|---:|" + ("---:|" if args.steps else ""))
     for name in args.corpora.split(","):

@@ -32,7 +32,9 @@ def inspect(
         "split": {"train_pieces": len(ckpt.split.get("train", [])),
                   "valid_pieces": len(ckpt.split.get("valid", [])),
                   "valid_fraction": ckpt.split.get("valid_fraction"), "seed": ckpt.split.get("seed"),
-                  "by": ckpt.split.get("by", "file")},
+                  "by": ckpt.split.get("by", "file"),
+                  # the training music's note and piece lengths: the sampler's defaults
+                  "lengths": ckpt.split.get("lengths")},
         "corpus": {k: ckpt.corpus_summary.get(k) for k in
                    ("folder", "files_read", "files_skipped", "pieces", "notes", "events", "hours")},
     }
