@@ -41,7 +41,7 @@ def run(kind: str, stream, valid_ids, model_config, config: TrainConfig, steps: 
                             weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     B, T, n = config.batch_size, config.seq_len, len(stream)
-    lane_pos = (torch.arange(B) * (n // B) + torch.randint(0, T, (1,), generator=gen)) % n
+    lane_pos = (torch.arange(B) * (n // B) + torch.randint(0, T, (1,), generator=gen)) % (n - T)
     state = None
     began = time.perf_counter()
     for step in range(steps):
@@ -50,10 +50,9 @@ def run(kind: str, stream, valid_ids, model_config, config: TrainConfig, steps: 
         if kind == "random":
             x, y = random_windows(stream, B, T, gen)
         else:
-            index = (lane_pos[:, None] + torch.arange(T + 1)) % n  # (B, T+1)
-            w = stream.ids[index].long()
+            w, _ = stream.windows(lane_pos, T + 1)  # (B, T+1)
             x, y = w[:, :-1], w[:, 1:]
-            lane_pos = (lane_pos + T) % n
+            lane_pos = (lane_pos + T) % (n - T)
         logits, new_state = model(x, state if kind == "stateful" else None)
         state = detach_state(new_state)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))

@@ -1,13 +1,19 @@
-"""Training batches: random windows cut from one in-memory token stream, with augmentation.
+"""Training batches: random windows cut from the training pieces, read where they lie.
 
-All training pieces are concatenated into one uint16 tensor (END of a piece is followed by the
-START of the next, so the model also learns how pieces begin). A batch is B random offsets
-into it: one gather, no Python loop over tokens, so the data never starves the model.
+The training pieces form one stream (END of a piece is followed by the START of the next, so
+the model also learns how pieces begin), but the stream is never concatenated: it is a list
+of segments, the pieces' own arrays (read-only views of the token store's memory-mapped
+shards; neighbours that lie back to back in a shard are merged into one segment), and a
+window is copied out of the one or two segments it spans. Memory stays near the size of one
+batch, whatever the size of the corpus. A batch is B random offsets into the stream.
 
 Augmentation happens on the fly, per window:
 - transposition adds the same number of semitones to every pitched NOTE_ON / NOTE_OFF of the
   window (drums name sounds, not pitches, so they stay); a shift that would push a note of the
-  window out of the vocabulary's pitch range is skipped (the window stays untransposed);
+  window out of the vocabulary's pitch range is skipped (the window stays untransposed).
+  Whether a note is a drum depends on the last PROGRAM/DRUMS before it in its piece, which a
+  window may not contain, so drum notes are found once per piece with the tokenizer's
+  pitched_note_mask and kept beside the stream as one bit per event;
 - time stretch (Performance RNN's +-5%) changes how many TIME_SHIFT events a passage needs, so
   it is done once per piece when the stream is built: stretched copies are added beside it.
 """
@@ -20,6 +26,7 @@ import numpy as np
 import torch
 
 from midigen.errors import MidigenError
+from midigen.events import EventType
 from midigen.tokenizer import (
     TokenizerConfig,
     decode_ids,
@@ -31,34 +38,95 @@ from midigen.tokenizer import (
 
 @dataclass
 class TokenStream:
-    """The training split as one stream: ids (N,) uint16 and where pitched notes are (N,) bool."""
+    """The training split as a stream of segments, with one bit per event for drum notes."""
 
-    ids: torch.Tensor  # (N,) uint16
-    pitched: torch.Tensor  # (N,) bool
+    segments: list[np.ndarray]  # uint16 arrays, in stream order
+    starts: np.ndarray  # (S + 1,) int64: where each segment starts in the stream, then its end
+    drum_bits: torch.Tensor  # (ceil(N / 8),) uint8: bit set where a NOTE_ON/OFF is a drum's
     note_offset: int  # first NOTE_ON id; NOTE_OFF block follows, same size
     num_pitches: int
     num_pieces: int
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return int(self.starts[-1])
+
+    def windows(self, offsets: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ids (B, L) int64 and pitched-note mask (B, L) bool of the windows at offsets."""
+        out = np.empty((len(offsets), length), dtype=np.int64)
+        first = np.searchsorted(self.starts, offsets.numpy(), side="right") - 1
+        for row, (offset, s) in enumerate(zip(offsets.tolist(), first.tolist())):
+            filled = 0
+            while filled < length:  # usually one segment, two at a boundary
+                lo = offset + filled - int(self.starts[s])
+                part = self.segments[s][lo:lo + length - filled]
+                out[row, filled:filled + len(part)] = part
+                filled += len(part)
+                s += 1
+        ids = torch.from_numpy(out)
+        index = offsets[:, None] + torch.arange(length)  # (B, L)
+        drum = (self.drum_bits[index >> 3] >> (7 - (index & 7)).to(torch.uint8)) & 1
+        is_note = (ids >= self.note_offset) & (ids < self.note_offset + 2 * self.num_pitches)
+        return ids, is_note & (drum == 0)
 
 
 def build_stream(pieces_ids: list[np.ndarray], config: TokenizerConfig) -> TokenStream:
-    """One stream from the pieces' id arrays (the mask is computed per piece, where the
-    instrument of every note is known)."""
+    """The stream over the pieces' arrays, as they are (memory-mapped ones stay mapped)."""
     if not pieces_ids:
         raise MidigenError("no training pieces")
     vocab = vocabulary(config)
-    ids = np.concatenate([np.asarray(p, dtype=np.uint16) for p in pieces_ids])
-    mask = np.concatenate([pitched_note_mask(np.asarray(p, dtype=np.int64), config)
-                           for p in pieces_ids])
+    arrays = [np.asarray(p) for p in pieces_ids]
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    piece_starts = np.concatenate([[0], np.cumsum(lengths)])
+    segments = _merge_adjacent(arrays)
+    starts = np.concatenate([[0], np.cumsum([len(s) for s in segments], dtype=np.int64)])
+    drum_bits = np.zeros(int(piece_starts[-1] + 7) // 8 + 1, dtype=np.uint8)
+    if config.use_programs:
+        drums_id = vocab.offset[EventType.DRUMS]
+        for start, ids in zip(piece_starts.tolist(), arrays):
+            if not (ids == drums_id).any():
+                continue
+            ids = np.asarray(ids, dtype=np.int64)
+            lo, hi = vocab.note_on_ids.start, vocab.note_off_ids.stop
+            drum = ((ids >= lo) & (ids < hi)) & ~pitched_note_mask(ids, config)
+            at = start + np.flatnonzero(drum)
+            np.bitwise_or.at(drum_bits, at >> 3, (128 >> (at & 7)).astype(np.uint8))
     return TokenStream(
-        ids=torch.from_numpy(ids),
-        pitched=torch.from_numpy(mask),
+        segments=segments, starts=starts, drum_bits=torch.from_numpy(drum_bits),
         note_offset=vocab.note_on_ids.start,
         num_pitches=vocab.num_pitches,
-        num_pieces=len(pieces_ids),
+        num_pieces=len(arrays),
     )
+
+
+def _merge_adjacent(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Arrays that are back-to-back views of one buffer (pieces stored one after another in a
+    shard) joined into one view of it: fewer segments, nothing copied."""
+    merged: list[np.ndarray] = []
+    for a in arrays:
+        if not len(a):
+            continue
+        if merged:
+            prev = merged[-1]
+            base = _root(prev)
+            if (base is not prev and _root(a) is base and base.ndim == 1
+                    and base.dtype == a.dtype and prev.strides == a.strides == (a.itemsize,)
+                    and _address(prev) + prev.nbytes == _address(a)):
+                first = (_address(prev) - _address(base)) // a.itemsize
+                merged[-1] = base[first:first + len(prev) + len(a)]
+                continue
+        merged.append(a)
+    return merged
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    """The array that owns (or maps) a view's memory: the shard's memmap for a piece."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
 
 
 def random_windows(stream: TokenStream, batch_size: int, seq_len: int,
@@ -76,12 +144,11 @@ def random_windows(stream: TokenStream, batch_size: int, seq_len: int,
                            f"{seq_len + 1}: use a smaller --seq-len or more music")
     rows = slice(None) if rows is None else rows
     offsets = torch.randint(0, n - seq_len, (batch_size,), generator=generator)[rows]  # (b,)
-    index = offsets[:, None] + torch.arange(seq_len + 1)  # (b, T+1)
-    window = stream.ids[index].long()  # (b, T+1)
+    window, pitched = stream.windows(offsets, seq_len + 1)  # (b, T+1) each
     if max_transpose > 0:
         shift = torch.randint(-max_transpose, max_transpose + 1, (batch_size,),
                               generator=generator)[rows]
-        window = transpose_windows(window, stream.pitched[index], shift, stream)
+        window = transpose_windows(window, pitched, shift, stream)
     return window[:, :-1], window[:, 1:]
 
 
@@ -110,4 +177,3 @@ def stretch_pieces(pieces_ids: list[np.ndarray], factor: float, config: Tokenize
             stretched["end_s"] *= scale
             out.append(encode_notes(stretched, config).astype(np.uint16))
     return out
-
