@@ -28,6 +28,8 @@ class MetricsRow(DictRecord):
     valid_nll: float | None = None  # nats per event over the validation pieces
     valid_ppl: float | None = None
     valid_nll_per_s: float | None = None  # nats per second of validation music
+    valid_events: int | None = None  # events scored
+    valid_scope: str | None = None  # "sample" (every eval_every) or "full" (the end of training)
 
     @property
     def is_eval(self) -> bool:

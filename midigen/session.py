@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +66,9 @@ class Session:
     rows: list[MetricsRow] = field(default_factory=list)
     last_eval: MetricsRow | None = None
     world: World = SINGLE  # under torchrun: rank 0 writes; every rank scores its share
+    valid_sample: list | None = None  # what each eval_every scores (None: all of valid_ids)
+    sample_seconds: float = 0.0
+    eval_s: float = 0.0  # wall seconds spent scoring so far
 
     def checkpoint(self) -> Checkpoint:
         rng = {"data": self.data_rng.get_state(), "torch": torch.get_rng_state()}
@@ -82,18 +86,25 @@ class Session:
             corpus_summary=self.corpus_summary,
             metrics=self.last_eval.to_dict() if self.last_eval else {}, rng_state=rng)
 
-    def evaluate(self) -> dict:
-        """Validation NLL over whole pieces with carried state, as MetricsRow fields."""
+    def evaluate(self, full: bool = True) -> dict:
+        """Validation NLL over whole pieces with carried state, as MetricsRow fields: of the
+        fixed sample, or (full, or no sample) of every validation piece."""
         from midigen.evaluate import nll_over_pieces
 
-        mine = shard(self.valid_ids, self.world)  # under torchrun: this rank's share
+        began = time.perf_counter()
+        full = full or self.valid_sample is None
+        ids, seconds = ((self.valid_ids, self.valid_seconds) if full
+                        else (self.valid_sample, self.sample_seconds))
+        mine = shard(ids, self.world)  # under torchrun: this rank's share
         scored = (nll_over_pieces(self.model, mine, device=self.device) if mine
                   else {"total_nll": 0.0, "num_events": 0})
         total_nll, num_events = all_reduce_sums([scored["total_nll"], scored["num_events"]],
                                                 self.world, self.device)
+        self.eval_s += time.perf_counter() - began
         nll = total_nll / max(num_events, 1)
         return {"valid_nll": nll, "valid_ppl": math.exp(min(nll, 700.0)),
-                "valid_nll_per_s": total_nll / max(self.valid_seconds, 1e-9)}
+                "valid_nll_per_s": total_nll / max(seconds, 1e-9),
+                "valid_events": int(num_events), "valid_scope": "full" if full else "sample"}
 
     def log(self, row: MetricsRow) -> None:
         self.rows.append(row)
@@ -107,10 +118,10 @@ class Session:
     def save_last(self) -> None:
         self.save("last.pt")
 
-    def evaluate_and_save(self, row: MetricsRow) -> MetricsRow:
-        """Score the model; save best.pt when it is the best so far, and last.pt; log the
-        row; redraw the curves."""
-        row = replace(row, **self.evaluate())
+    def evaluate_and_save(self, row: MetricsRow, full: bool = True) -> MetricsRow:
+        """Score the model (the sample, or all when full); save best.pt when it is the best so
+        far, and last.pt; log the row; redraw the curves."""
+        row = replace(row, **self.evaluate(full))
         self.last_eval = row
         if row.valid_nll < self.best:
             self.best = row.valid_nll

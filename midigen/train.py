@@ -8,7 +8,9 @@ Choices (measured, see bench/compare_batching.py and the README):
   augmentation per window trivial.
 - AdamW, gradient clipping, linear warm-up then cosine decay to `min_lr_fraction`; the learning
   rate is a pure function of the step, so resuming needs no scheduler object.
-- validation NLL over whole pieces with carried state (midigen.evaluate.nll_over_pieces).
+- validation NLL over whole pieces with carried state (midigen.evaluate.nll_over_pieces):
+  every eval_every a fixed seeded sample (a few % of the time in between; --valid-events),
+  at the end the whole validation split, so curves compare and evaluation stays bounded.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from midigen.checkpoint import Checkpoint
 from midigen.device import autocast, out_of_memory_as_error, pick_device
 from midigen.distributed import StopVote, batch_rows, current_world, mean_over_ranks, wrap
 from midigen.errors import MidigenError
+from midigen.evaluate import default_valid_events, validation_sample
 from midigen.lengths import length_stats
 from midigen.metrics import METRICS_FILE, MetricsRow, write_rows
 from midigen.model import ModelConfig, MusicRNN
@@ -53,6 +56,7 @@ class TrainConfig(DictRecord):
     epochs: float | None = None
     minutes: float | None = None
     eval_every: int = 250
+    valid_events: int | None = None  # scored at each eval_every (None: a few % of the time)
     log_every: int = 10
     valid_fraction: float = 0.1
     split_by: str = "auto"  # midigen.split: which files are versions of one piece
@@ -75,6 +79,8 @@ class TrainConfig(DictRecord):
                 raise MidigenError(f"--{name} must be positive")
         if self.seq_len < 2 or self.batch_size < 1 or self.eval_every < 1 or self.log_every < 1:
             raise MidigenError("--seq-len must be at least 2, --batch-size and --eval-every at least 1")
+        if self.valid_events is not None and self.valid_events < 2:
+            raise MidigenError("--valid-events must be at least 2")
         if not 0 < self.valid_fraction < 1:
             raise MidigenError("--valid-fraction must be between 0 and 1")
         if self.split_by not in SPLIT_MODES:
@@ -101,6 +107,7 @@ class TrainResult:
     num_parameters: int = 0
     split_sizes: dict = field(default_factory=dict)
     split_by: str = "auto"
+    eval_s: float = 0.0  # wall seconds spent scoring validation
 
     # Set by midigen.runs, which knows the corpus and configs the run was given:
     pieces: list = field(default_factory=list)
@@ -199,7 +206,7 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
     if len(stream) < config.seq_len + 1:
         raise MidigenError(f"the training split holds {len(stream)} events, too few for one "
                            f"window of {config.seq_len}: use a smaller --seq-len or more music")
-    valid_ids = [np.asarray(p.ids, dtype=np.int64) for p in valid_pieces]
+    valid_ids = [np.asarray(p.ids) for p in valid_pieces]
     tokens_per_step = config.batch_size * config.seq_len  # of the global batch
     my_rows = batch_rows(config.batch_size, world)  # this rank's windows of each batch
 
@@ -210,6 +217,10 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
                    Budget.plan(config, len(stream), tokens_per_step), tokenizer_config, config,
                    split, valid_ids, float(sum(p.duration_s for p in valid_pieces)),
                    corpus_source, corpus_summary or {}, world=world)
+    # Every eval_every scores the same seeded sample; the end of training scores it all.
+    run.valid_sample, run.sample_seconds = validation_sample(
+        valid_ids, [p.duration_s for p in valid_pieces], config.valid_events
+        or default_valid_events(config.eval_every, config.batch_size, config.seq_len), config.seed)
     if init_from is not None:
         model.load_state_dict(init_from.model_state)
     if resume_from is not None:
@@ -271,7 +282,7 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
                                  elapsed_s=round(time.monotonic() - budget.started, 2))
                 if is_eval:
                     eval_start = time.perf_counter()
-                    run.evaluate_and_save(row)
+                    run.evaluate_and_save(row, full=budget.done(step))
                     eval_s = time.perf_counter() - eval_start
                 else:
                     run.log(row)
@@ -279,7 +290,7 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
                                 val=_fmt(run.last_eval), tps=f"{tokens_per_s:,.0f}")
             budget.train_s += time.perf_counter() - t0 - eval_s
             if world.is_main and budget.replan(step, config.log_every, config.eval_every,
-                             sum(map(len, valid_ids)), tokens_per_step):
+                             sum(map(len, run.valid_sample)), tokens_per_step):
                 progress.update(task, total=budget.total_steps)
 
         if not interrupted and (run.last_eval is None or run.last_eval.step != step):
@@ -299,8 +310,10 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
         tokens_per_s=tokens_per_s, elapsed_s=time.monotonic() - budget.started,
         interrupted=interrupted, stop_signal=stop.signum,
         split_by=split_by, train_losses=train_losses, num_parameters=model.num_parameters(),
+        eval_s=run.eval_s,
         split_sizes={"train_pieces": len(train_pieces), "valid_pieces": len(valid_pieces),
                      "train_events": len(stream), "valid_events": sum(map(len, valid_ids)),
+                     "valid_sample_events": sum(map(len, run.valid_sample)),
                      "valid_seconds": run.valid_seconds})
 
 

@@ -61,6 +61,9 @@ def train(
     minutes: Annotated[float | None, _opt("Budget in minutes of wall-clock time.", _TRAIN, min=0.0)] = None,
     eval_every: Annotated[int | None, _opt("Validate every N steps (default 250).", _TRAIN, min=1)] = None,
     valid_fraction: Annotated[float | None, _opt("Share of files held out (default 0.1).", _TRAIN)] = None,
+    valid_events: Annotated[int | None, _opt("Validation events scored at each --eval-every, a fixed "
+                                              "sample (default: a few % of training time); the end "
+                                              "of training scores all.", _TRAIN, min=2)] = None,
     split_by: Annotated[SplitBy | None, _opt("Which files are versions of one piece and stay on one side: "
                                              "folder, name, file, or auto (small leaf folders, else name; default).", _TRAIN)] = None,
     seed: Annotated[int | None, _opt("Seed for split, data order, init (default 0).", _TRAIN, min=0)] = None,
@@ -92,7 +95,7 @@ def train(
     train_opts = {"seq_len": seq_len, "batch_size": batch_size, "lr": lr, "steps": steps,
                   "epochs": epochs, "minutes": minutes, "eval_every": eval_every,
                   "valid_fraction": valid_fraction, "split_by": split_by.value if split_by else None,
-                  "seed": seed, "transpose": transpose,
+                  "valid_events": valid_events, "seed": seed, "transpose": transpose,
                   "time_stretch": time_stretch}
     token_opts = {"steps_per_second": steps_per_second, "num_velocity_bins": velocity_bins,
                   "use_programs": False if no_programs else None}
@@ -146,7 +149,10 @@ def report_training(result) -> None:
             ("valid perplexity", num(ev.valid_ppl, ".2f")),
             ("valid NLL per second", num(ev.valid_nll_per_s, ".2f"))]
     rows += [(k + " (nats/event)", f"{v:.3f}") for k, v in run_baselines(result).items()]
-    rows += [("tokens/s", f"{result.tokens_per_s:,.0f}"), ("run folder", str(result.run_dir))]
+    rows += [("tokens/s", f"{result.tokens_per_s:,.0f}"),
+             ("evaluation share of wall time",
+              f"{result.eval_s / max(result.elapsed_s, 1e-9):.1%}"),
+             ("run folder", str(result.run_dir))]
     for name, value in rows:
         table.add_row(name, value)
     out.print(table)
