@@ -1,0 +1,210 @@
+"""Corpora at scale: how `midigen corpus` and train start-up grow with the number of files.
+
+Synthetic corpora of N files are made once from the shared MIDI corpora (copies transposed by
+-6..+6 semitones, under new names, 1,000 to a folder) under $MIDIGEN_CACHE/bench-scale (never
+in the repository). For each N, every number comes from a fresh subprocess, as a user runs it:
+
+- cold: `midigen corpus DIR --json` with an empty store (files/s, peak RSS);
+- cached: the same again; then 1 new, 1 changed and 1 deleted file, each one run;
+- start-up: `midigen corpus` of an empty folder (interpreter and imports, the floor);
+- train start-up: load the corpus, split it, build the training stream, a 2 x 256 LSTM and
+  one training step (peak RSS against 2 x token bytes + model + 300 MB);
+- one evaluation: scoring the default validation sample, against the 250 training steps
+  between evaluations, and what scoring the whole validation split would cost.
+
+`--baseline REV` runs the cached/new/changed/deleted and train rows with midigen at a git
+revision too (extracted with `git archive`), so each timing has a same-run ratio.
+
+    python bench/bench_scale.py --sizes 10000 100000 [--baseline cdca25d]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ROOT.parent / "shared" / "corpora" / "nottingham" / "MIDI"
+PER_FOLDER = 1000
+
+TRAIN_START = r"""
+import json, resource, sys, time
+import torch
+from midigen.batches import build_stream, random_windows
+from midigen.corpus import load_corpus, split_pieces
+from midigen.model import ModelConfig, MusicRNN
+from midigen.tokenizer import vocabulary
+corpus = load_corpus(sys.argv[1])
+train, valid = split_pieces(corpus.pieces, 0.1, 0)
+stream = build_stream([p.ids for p in train], corpus.config)
+model = MusicRNN(ModelConfig(vocabulary(corpus.config).size, hidden=256, layers=2))
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+g = torch.Generator().manual_seed(0)
+def step():
+    x, y = random_windows(stream, 32, 256, g, 3)
+    logits, _ = model(x)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    optimizer.zero_grad(); loss.backward(); optimizer.step()
+step()
+rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+began = time.perf_counter()
+for _ in range(3):
+    step()
+step_s = (time.perf_counter() - began) / 3
+out = {"rss_mb": rss_mb, "token_mb": 2 * sum(len(p.ids) for p in corpus.pieces) / 2**20,
+       "model_mb": 4 * model.num_parameters() / 2**20, "step_s": step_s,
+       "valid_events": sum(len(p.ids) for p in valid)}
+try:
+    from midigen.evaluate import default_valid_events, nll_over_pieces, validation_sample
+except ImportError:  # a baseline without the sample
+    print(json.dumps(out)); sys.exit()
+sample, _ = validation_sample([p.ids for p in valid], [p.duration_s for p in valid],
+                              default_valid_events(250, 32, 256), 0)
+began = time.perf_counter()
+scored = nll_over_pieces(model, sample)
+out.update(eval_s=time.perf_counter() - began, eval_events=scored["num_events"])
+print(json.dumps(out))
+"""
+
+
+def make_corpus(size: int, home: Path) -> Path:
+    """home/files-SIZE: SIZE transposed copies of the Nottingham tunes, written once."""
+    import symusic
+
+    folder = home / f"files-{size}"
+    if (folder / ".complete").exists():
+        return folder
+    sources = sorted(SOURCES.glob("*.mid"))
+    if not sources:
+        sys.exit(f"no source MIDI files in {SOURCES}")
+    tmp = Path(tempfile.mkdtemp(dir=home, prefix=".files-"))
+    scores, made = {}, {}
+    for i in range(size):
+        src, shift = sources[i % len(sources)], (i // len(sources)) % 13 - 6
+        if (src, shift) not in made:
+            score = scores.setdefault(src, symusic.Score(str(src)))
+            made[(src, shift)] = score.shift_pitch(shift).dumps_midi()
+        sub = tmp / f"{i // PER_FOLDER:04d}"
+        if i % PER_FOLDER == 0:
+            sub.mkdir()
+        (sub / f"{src.stem}-t{shift:+d}-{i:07d}.mid").write_bytes(made[(src, shift)])
+    (tmp / ".complete").touch()
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder
+
+
+class Midigen:
+    """One midigen source tree (this checkout, or a baseline revision) and its own store."""
+
+    def __init__(self, name: str, source: Path, home: Path):
+        self.name = name
+        self.env = dict(os.environ, PYTHONPATH=str(source),
+                        MIDIGEN_CACHE=str(home / "stores" / name))
+
+    def corpus(self, folder: Path) -> tuple[float, float, dict]:
+        seconds, rss, out = timed_rss([sys.executable, "-m", "midigen", "corpus", str(folder),
+                                       "--json"], self.env)
+        return seconds, rss, json.loads(out)
+
+    def train_start(self, folder: Path) -> dict:
+        _, _, out = timed_rss([sys.executable, "-c", TRAIN_START, str(folder)], self.env)
+        return json.loads(out.strip().splitlines()[-1])
+
+
+def timed_rss(cmd: list[str], env: dict) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB of the child, stdout)."""
+    began = time.perf_counter()
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - began
+    out, err = process.stdout.read(), process.stderr.read()
+    if status != 0:
+        sys.exit(f"{' '.join(cmd[:4])} failed:\n{err.decode()[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024, out.decode()
+
+
+def bench_size(size: int, home: Path, impls: list[Midigen], cold: bool) -> list[dict]:
+    folder = make_corpus(size, home)
+    probe = folder / "0000" / "zz-probe.mid"
+    victim = next((folder / "0001").iterdir()) if size > PER_FOLDER else None
+    rows = []
+    for impl in impls:
+        row = {"impl": impl.name, "files": size}
+        store = Path(impl.env["MIDIGEN_CACHE"])
+        if cold or not store.exists():
+            shutil.rmtree(store, ignore_errors=True)
+            row["cold_s"], row["cold_rss_mb"], summary = impl.corpus(folder)
+            row["cold_files_per_s"] = summary["files_found"] / row["cold_s"]
+        row["cached_s"], row["cached_rss_mb"], summary = impl.corpus(folder)
+        row["events"] = summary["events"]
+        shutil.copy(SOURCES / "ashover_simple_chords_1.mid", probe)
+        row["new_s"], _, s = impl.corpus(folder)
+        assert s["files_parsed"] == 1, s
+        original = victim.read_bytes() if victim else None
+        if victim:
+            victim.write_bytes(probe.read_bytes())
+            row["changed_s"], _, s = impl.corpus(folder)
+            assert s["files_parsed"] == 1, s
+        probe.unlink()
+        row["deleted_s"], _, s = impl.corpus(folder)
+        if victim:
+            victim.write_bytes(original)
+            impl.corpus(folder)  # back in step with the folder for the next impl / run
+        row.update(impl.train_start(folder))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000])
+    parser.add_argument("--baseline", help="git revision to compare with (e.g. cdca25d)")
+    parser.add_argument("--no-cold", action="store_true", help="reuse stores from a run before")
+    args = parser.parse_args()
+    cache = Path(os.environ.get("MIDIGEN_CACHE") or Path.home() / ".cache" / "midigen")
+    home = cache / "bench-scale"
+    home.mkdir(parents=True, exist_ok=True)
+    impls = [Midigen("this", ROOT, home)]
+    if args.baseline:
+        source = home / f"src-{args.baseline}"
+        if not source.exists():
+            source.mkdir()
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline, "midigen"],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+        impls.append(Midigen(f"rev-{args.baseline}", source, home))
+    empty = home / "empty"
+    empty.mkdir(exist_ok=True)
+    floor, _, _ = impls[0].corpus(empty)
+    print(json.dumps({"start_up_s": floor}), flush=True)
+    rows = []
+    for size in args.sizes:
+        rows += bench_size(size, home, impls, cold=not args.no_cold)
+    print(f"\nstart-up (corpus of an empty folder): {floor:.2f} s\n")
+    print("| impl | files | cold files/s | cached s | +1 new s | 1 changed s | -1 deleted s | "
+          "corpus RSS MB | train start RSS MB (budget) | one eval s (share) | full valid s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        budget = 2 * r["token_mb"] + r["model_mb"] + 300
+        evals = "-"
+        if "eval_s" in r:
+            share = r["eval_s"] / (r["eval_s"] + 250 * r["step_s"])
+            evals = f"{r['eval_s']:.1f} ({share:.1%})"
+            full = r["eval_s"] * r["valid_events"] / r["eval_events"]
+        print(f"| {r['impl']} | {r['files']:,} | {r.get('cold_files_per_s', float('nan')):.0f} | "
+              f"{r['cached_s']:.2f} | {r['new_s']:.2f} | {r.get('changed_s', float('nan')):.2f} | "
+              f"{r['deleted_s']:.2f} | {r['cached_rss_mb']:.0f} | {r['rss_mb']:.0f} "
+              f"({budget:.0f}) | {evals} | {full if 'eval_s' in r else float('nan'):.0f} |")
+
+
+if __name__ == "__main__":
+    main()
