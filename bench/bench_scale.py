@@ -38,7 +38,11 @@ TRAIN_START = r"""
 import json, resource, sys, time
 import torch
 from midigen.batches import build_stream, random_windows
-from midigen.corpus import load_corpus, split_pieces
+from midigen.corpus import load_corpus
+try:
+    from midigen.split import split_pieces
+except ImportError:  # a baseline from before midigen.split
+    from midigen.corpus import split_pieces
 from midigen.model import ModelConfig, MusicRNN
 from midigen.tokenizer import vocabulary
 corpus = load_corpus(sys.argv[1])
