@@ -27,6 +27,11 @@ bench: install
 bench-scores files="25": install
     {{python}} bench/bench_scores.py --files {{files}}
 
+# Corpora at scale: synthetic 10k/100k/300k-file corpora (written once under $MIDIGEN_CACHE/bench-scale):
+# cold, cached, one new/changed/deleted file, peak RSS, train start-up, one evaluation's cost.
+bench-scale sizes="10000" baseline="": install
+    {{python}} bench/bench_scale.py --sizes {{sizes}} {{ if baseline != "" { "--baseline " + baseline } else { "" } }}
+
 # Model quality: baselines, LSTM, GRU and a Transformer on Nottingham and JSB Chorales.
 bench-quality minutes="2": install
     {{python}} bench/bench_quality.py --minutes {{minutes}}

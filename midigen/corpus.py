@@ -155,7 +155,8 @@ def _update_store(store: TokenStore, files: list[tuple[str, str]], config: Token
         record = known.get(rel)
         if record is None or record[0] != st.st_size or record[1] != st.st_mtime_ns:
             stale.append((rel, path, st.st_size, st.st_mtime_ns))
-    store.forget([rel for rel in known if rel not in present])
+    removed = [rel for rel in known if rel not in present]
+    store.forget(removed)
     stale_rels = {s[0] for s in stale}
     unchanged = [r for r in store.live_pieces() if r.rel in present and r.rel not in stale_rels]
     damaged = store.verify(unchanged)
@@ -172,6 +173,9 @@ def _update_store(store: TokenStore, files: list[tuple[str, str]], config: Token
                                 for (rel, _, size, mtime), result in zip(batch, results)])
         verified.update((r.shard, r.offset) for r in written)
 
+    if not total and not removed:  # nothing changed: what was checked above is what is used
+        entries = {rel: {"status": known[rel][2], "reason": known[rel][3]} for rel in present}
+        return entries, unchanged, 0
     # What the store holds now (a concurrent run may have committed too: check its rows).
     rows = [r for r in store.live_pieces() if r.rel in present]
     unchecked = [r for r in rows if (r.shard, r.offset) not in verified]

@@ -27,8 +27,8 @@ import sqlite3
 import time
 import uuid
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -62,8 +62,7 @@ class StoreDamaged(Exception):
     """The database cannot be used; the caller rebuilds the store."""
 
 
-@dataclass(frozen=True)
-class PieceRow:
+class PieceRow(NamedTuple):
     """Where one piece's ids are and what the summary needs about it."""
 
     rel: str
@@ -238,8 +237,9 @@ class TokenStore:
             if mm is None:
                 path = self.shards / row.shard
                 size = os.path.getsize(path) // 2 if path.exists() else 0
-                mm = (np.memmap(path, dtype=np.uint16, mode="r", shape=(size,)) if size
-                      else np.zeros(0, dtype=np.uint16))
+                # A plain ndarray over the map: slicing it skips np.memmap's per-view upkeep.
+                mm = (np.asarray(np.memmap(path, dtype=np.uint16, mode="r", shape=(size,)))
+                      if size else np.zeros(0, dtype=np.uint16))
                 maps[row.shard] = mm
             out.append(mm[row.offset:row.offset + row.length])
         return out
@@ -316,7 +316,7 @@ class TokenStore:
                             for rel, size, mtime, r in found])
             db.executemany(f"INSERT INTO pieces ({_PIECE_COLUMNS}, live) VALUES "
                            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                           [tuple(vars(r).values()) for r in rows])
+                           rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
