@@ -355,8 +355,8 @@ def _run_section(run: dict) -> str:
     if run["curves"]:
         best = run["best"].get("validation NLL (nats/event)")
         out.append(f'<figure><img src="{_url(run["curves"])}" width="1000" height="400" '
-                   f'alt="Training curves of {_e(run["name"])}: loss per event for training and '
-                   f'validation, and validation loss per second of music, against the step'
+                   f'alt="Training curves of {_e(run["name"])}: loss per event and per '
+                   f'second of music, training and validation, against the step'
                    + (f"; best validation {best:.3f} nats per event" if best else "")
                    + '."></figure>')
     tables = []

@@ -66,9 +66,11 @@ def _cap_tail(samples: np.ndarray, rate: int, music_s: float) -> np.ndarray:
     return samples
 
 
-def plot_run_curves(rows: list[dict], path: Path | str) -> Path:
-    """A two-panel PNG: loss per event (training and validation) and validation loss per
-    second of music, both against the training step."""
+def plot_run_curves(rows: list[dict], path: Path | str,
+                    train_events_per_s: float | None = None) -> Path:
+    """A two-panel PNG against the training step: loss per event and loss per second of
+    music, training and validation. Training per second is the loss per event times the
+    training pieces' events per second (`train_events_per_s`; left out when unknown)."""
     from matplotlib.figure import Figure
 
     def series(key):
@@ -82,6 +84,9 @@ def plot_run_curves(rows: list[dict], path: Path | str) -> Path:
     per_event.plot(train[:, 0], train[:, 1], color="#1f5fa8", linewidth=1.4, label="training")
     per_event.plot(valid[:, 0], valid[:, 1], color="#c0501a", marker="o", markersize=3,
                    linewidth=1.4, label="validation")
+    if train_events_per_s:
+        per_second.plot(train[:, 0], train[:, 1] * train_events_per_s, color="#1f5fa8",
+                        linewidth=1.4, label="training")
     per_second.plot(valid_s[:, 0], valid_s[:, 1], color="#c0501a", marker="o", markersize=3,
                     linewidth=1.4, label="validation")
     for ax, unit in ((per_event, "nats per event"), (per_second, "nats per second of music")):
@@ -90,7 +95,7 @@ def plot_run_curves(rows: list[dict], path: Path | str) -> Path:
         ax.grid(color="0.9")
         ax.legend(loc="upper right")
     per_event.set_title("loss per event", loc="left", fontsize=10)
-    per_second.set_title("validation loss per second", loc="left", fontsize=10)
+    per_second.set_title("loss per second of music", loc="left", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     _save_atomically(fig, path, 100)

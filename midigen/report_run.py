@@ -26,16 +26,27 @@ def describe_run(run_dir: Path, out: Path, slug: str) -> dict:
     except MidigenError as e:
         rows = []
         info["notes"].append(str(e))
-    if rows:
-        info["curves"] = f"media/{slug}-curves.png"
-        plot_run_curves(rows, out / info["curves"])
-    elif not info["notes"]:
+    if not rows and not info["notes"]:
         info["notes"].append(f"no {METRICS_FILE} rows: no curves")
     try:
         ckpt = load_checkpoint(run_dir)
     except MidigenError as e:
         info["notes"].append(str(e))
-        return info
+        ckpt = None
+    train_events_per_s = None
+    if ckpt is not None:
+        _describe_checkpoint(ckpt, info)
+        try:
+            info["baselines"], train_events_per_s = run_baselines(ckpt)
+        except MidigenError as e:
+            info["notes"].append(f"no baselines: {e}")
+    if rows:
+        info["curves"] = f"media/{slug}-curves.png"
+        plot_run_curves(rows, out / info["curves"], train_events_per_s)
+    return info
+
+
+def _describe_checkpoint(ckpt, info: dict) -> None:
     m = ckpt.metrics or {}
     info["best"] = {
         "checkpoint": ckpt.path.name,
@@ -59,16 +70,13 @@ def describe_run(run_dir: Path, out: Path, slug: str) -> dict:
     if s.get("instruments"):
         info["corpus"]["instruments"] = ", ".join(f"{k} ({v})" for k, v in
                                                   list(s["instruments"].items())[:8])
-    try:
-        info["baselines"] = run_baselines(ckpt)
-    except MidigenError as e:
-        info["notes"].append(f"no baselines: {e}")
-    return info
 
 
-def run_baselines(ckpt) -> dict:
+def run_baselines(ckpt) -> tuple[dict, float]:
     """Unigram and bigram NLL per event on the run's own split (the names its checkpoint
-    kept), read from the corpus's token cache: what the model must clearly beat."""
+    kept), read from the corpus's token cache: what the model must clearly beat. Also the
+    training pieces' scored events per second of music, which turns the training loss per
+    event into one per second."""
     from midigen.baselines import split_baselines
     from midigen.corpus import load_corpus
     from midigen.tokenizer import vocabulary
@@ -78,10 +86,13 @@ def run_baselines(ckpt) -> dict:
     if not folder or not Path(folder).is_dir() or not valid_names:
         raise MidigenError("the corpus or its split is not known or not here")
     pieces = [p for p in load_corpus(folder, ckpt.tokenizer_config).pieces if len(p.ids) >= 2]
-    train = [p.ids.astype("int64") for p in pieces if p.name not in valid_names]
+    train_pieces = [p for p in pieces if p.name not in valid_names]
+    train = [p.ids.astype("int64") for p in train_pieces]
     valid = [p.ids.astype("int64") for p in pieces if p.name in valid_names]
     if not train or not valid:
         raise MidigenError("the corpus no longer holds the run's split")
     size = vocabulary(ckpt.tokenizer_config).size
+    seconds = sum(p.duration_s for p in train_pieces)
+    events_per_s = sum(len(ids) - 1 for ids in train) / seconds if seconds > 0 else None
     return {f"{name} (nats/event)": nll
-            for name, nll in split_baselines(train, valid, size).items()}
+            for name, nll in split_baselines(train, valid, size).items()}, events_per_s
