@@ -234,10 +234,17 @@ def _overview(report: Report) -> str:
             f"</caption><thead><tr>{head}</tr></thead><tbody>{''.join(row_html)}</tbody></table>")
 
 
+STOP_TEXT = {"END": "the model ended it", "events": "cut at the event limit",
+             "longest": "cut at the training music's longest piece",
+             "seconds": "cut at the length asked for"}
+
+
 def _stop_text(p: PieceEntry) -> str:
+    if p.info.get("stop") in STOP_TEXT:
+        return STOP_TEXT[p.info["stop"]]
     if "ended" not in p.info:
         return "unknown"
-    return "the model ended it" if p.info["ended"] else "cut at the length limit"
+    return "the model ended it" if p.info["ended"] else "cut at a length limit"
 
 
 def _piece(p: PieceEntry, report: Report) -> str:
