@@ -144,7 +144,10 @@ def timed_rss(cmd: list[str], env: dict) -> tuple[float, float, str]:
     """(wall seconds, peak RSS MB of the child, stdout)."""
     with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f:
         began = time.perf_counter()
-        process = subprocess.Popen(cmd, env=env, stdout=out_f, stderr=err_f)
+        # cwd outside any checkout: `python -m`/`-c` put the cwd first on sys.path, which
+        # would shadow PYTHONPATH's midigen (and make a baseline run this one's code).
+        process = subprocess.Popen(cmd, env=env, stdout=out_f, stderr=err_f,
+                                   cwd=tempfile.gettempdir())
         _, status, usage = os.wait4(process.pid, 0)  # wait4: the child's own peak RSS
         seconds = time.perf_counter() - began
         out_f.seek(0)
