@@ -143,6 +143,7 @@ def _update_store(store: TokenStore, files: list[tuple[str, str]], config: Token
     Returns ({rel: {'status', 'reason'}} of the folder's files, live piece rows of those
     files in (file, piece) order, number of files read now).
     """
+    version = store.data_version()
     known = store.files()
     stale: list[tuple[str, str, int, int]] = []
     present: dict[str, tuple[int, int]] = {}
@@ -164,7 +165,7 @@ def _update_store(store: TokenStore, files: list[tuple[str, str]], config: Token
     stale += [(rel, path_of[rel], *present[rel]) for rel in sorted(damaged)]
     verified = {(r.shard, r.offset) for r in unchanged if r.rel not in damaged}
 
-    total = len(stale)
+    total, read_now, fresh_rows = len(stale), {}, []
     for start in range(0, total, READ_BATCH_FILES):
         batch = stale[start:start + READ_BATCH_FILES]
         report = (lambda done, _n, s=start: progress(s + done, total)) if progress else None
@@ -172,10 +173,15 @@ def _update_store(store: TokenStore, files: list[tuple[str, str]], config: Token
         written = store.record([(rel, size, mtime, result)
                                 for (rel, _, size, mtime), result in zip(batch, results)])
         verified.update((r.shard, r.offset) for r in written)
+        fresh_rows += written
+        read_now.update((rel, (r["status"], r.get("reason"))) for (rel, *_), r in zip(batch, results))
 
-    if not total and not removed:  # nothing changed: what was checked above is what is used
-        entries = {rel: {"status": known[rel][2], "reason": known[rel][3]} for rel in present}
-        return entries, unchanged, 0
+    if store.data_version() == version:  # no other run committed: what we know is all
+        status = {rel: known[rel][2:] for rel in present if rel not in read_now}
+        status.update(read_now)
+        entries = {rel: {"status": status[rel][0], "reason": status[rel][1]} for rel in present}
+        rows = [r for r in unchanged if r.rel not in damaged] + fresh_rows
+        return entries, sorted(rows, key=lambda r: (r.rel, r.k)), total
     # What the store holds now (a concurrent run may have committed too: check its rows).
     rows = [r for r in store.live_pieces() if r.rel in present]
     unchecked = [r for r in rows if (r.shard, r.offset) not in verified]

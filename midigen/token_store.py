@@ -184,6 +184,10 @@ class TokenStore:
         rows = self._query("SELECT rel, size, mtime_ns, status, reason FROM files")
         return {r[0]: r[1:] for r in rows}
 
+    def data_version(self) -> int:
+        """A number that changes when another connection commits (not when this one does)."""
+        return self._query("PRAGMA data_version")[0][0]
+
     def live_pieces(self) -> list[PieceRow]:
         rows = self._query(f"SELECT {_PIECE_COLUMNS} FROM pieces WHERE live=1 ORDER BY rel, k")
         return [PieceRow(*r) for r in rows]
