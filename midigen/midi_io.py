@@ -27,9 +27,11 @@ import numpy as np
 import symusic
 
 from midigen import score_io
+from midigen.builtin_chorales import builtin_chorale_names, write_builtin_chorale  # noqa: F401  (re-exported)
 from midigen.errors import MidigenError
 from midigen.events import NOTE_DTYPE, Piece, sort_notes
 from midigen.fileio import atomic_write
+from midigen.gm_names import GM_PROGRAM_NAMES, instrument_name  # noqa: F401  (re-exported)
 
 MIDI_SUFFIXES = (".mid", ".midi", ".rmi", ".kar")
 NOTATION_SUFFIXES = (".musicxml", ".mxl", ".xml", ".krn", ".abc")
@@ -274,13 +276,6 @@ def read_midi_notes(path: str | os.PathLike) -> np.ndarray:
     return midi_bytes_to_piece(_strip_rmid(data), path.stem).notes
 
 
-def instrument_name(program: int, is_drum: bool = False) -> str:
-    """The General MIDI name of a program (0..127), or 'Drums'."""
-    if is_drum:
-        return "Drums"
-    return GM_PROGRAM_NAMES[int(program) & 127]
-
-
 def write_midi(notes: np.ndarray, path: str | os.PathLike, tempo_bpm: float = 120.0,
                ticks_per_quarter: int = 480) -> None:
     """A type-1 MIDI file: one track per instrument, GM program changes, drums on channel 10.
@@ -312,50 +307,3 @@ def write_midi(notes: np.ndarray, path: str | os.PathLike, tempo_bpm: float = 12
             score.tracks.append(track)
     with atomic_write(path) as f:
         f.write(score.dumps_midi())
-
-
-GM_PROGRAM_NAMES = (
-    "Acoustic Grand Piano", "Bright Acoustic Piano", "Electric Grand Piano", "Honky-tonk Piano",
-    "Electric Piano 1", "Electric Piano 2", "Harpsichord", "Clavinet", "Celesta", "Glockenspiel",
-    "Music Box", "Vibraphone", "Marimba", "Xylophone", "Tubular Bells", "Dulcimer",
-    "Drawbar Organ", "Percussive Organ", "Rock Organ", "Church Organ", "Reed Organ",
-    "Accordion", "Harmonica", "Tango Accordion", "Acoustic Guitar (nylon)",
-    "Acoustic Guitar (steel)", "Electric Guitar (jazz)", "Electric Guitar (clean)",
-    "Electric Guitar (muted)", "Overdriven Guitar", "Distortion Guitar", "Guitar Harmonics",
-    "Acoustic Bass", "Electric Bass (finger)", "Electric Bass (pick)", "Fretless Bass",
-    "Slap Bass 1", "Slap Bass 2", "Synth Bass 1", "Synth Bass 2", "Violin", "Viola", "Cello",
-    "Contrabass", "Tremolo Strings", "Pizzicato Strings", "Orchestral Harp", "Timpani",
-    "String Ensemble 1", "String Ensemble 2", "Synth Strings 1", "Synth Strings 2",
-    "Choir Aahs", "Voice Oohs", "Synth Choir", "Orchestra Hit", "Trumpet", "Trombone", "Tuba",
-    "Muted Trumpet", "French Horn", "Brass Section", "Synth Brass 1", "Synth Brass 2",
-    "Soprano Sax", "Alto Sax", "Tenor Sax", "Baritone Sax", "Oboe", "English Horn", "Bassoon",
-    "Clarinet", "Piccolo", "Flute", "Recorder", "Pan Flute", "Blown Bottle", "Shakuhachi",
-    "Whistle", "Ocarina", "Lead 1 (square)", "Lead 2 (sawtooth)", "Lead 3 (calliope)",
-    "Lead 4 (chiff)", "Lead 5 (charang)", "Lead 6 (voice)", "Lead 7 (fifths)",
-    "Lead 8 (bass + lead)", "Pad 1 (new age)", "Pad 2 (warm)", "Pad 3 (polysynth)",
-    "Pad 4 (choir)", "Pad 5 (bowed)", "Pad 6 (metallic)", "Pad 7 (halo)", "Pad 8 (sweep)",
-    "FX 1 (rain)", "FX 2 (soundtrack)", "FX 3 (crystal)", "FX 4 (atmosphere)",
-    "FX 5 (brightness)", "FX 6 (goblins)", "FX 7 (echoes)", "FX 8 (sci-fi)", "Sitar", "Banjo",
-    "Shamisen", "Koto", "Kalimba", "Bag pipe", "Fiddle", "Shanai", "Tinkle Bell", "Agogo",
-    "Steel Drums", "Woodblock", "Taiko Drum", "Melodic Tom", "Synth Drum", "Reverse Cymbal",
-    "Guitar Fret Noise", "Breath Noise", "Seashore", "Bird Tweet", "Telephone Ring",
-    "Helicopter", "Applause", "Gunshot",
-)
-
-
-def builtin_chorale_names() -> list[str]:
-    """music21's names of the Bach chorales it bundles (Riemenschneider order, ~370)."""
-    from music21 import corpus
-
-    return list(corpus.chorales.Iterator(returnType="filename"))
-
-
-def write_builtin_chorale(name: str, folder: str | os.PathLike) -> Path:
-    """Convert one of music21's bundled chorales (e.g. 'bach/bwv269') to folder/bwv269.mid."""
-    import music21
-
-    score = music21.corpus.parse(name)
-    target = Path(folder) / f"{name.rsplit('/', 1)[-1]}.mid"
-    with atomic_write(target) as f:
-        f.write(music21.midi.translate.music21ObjectToMidiFile(score).writestr())
-    return target

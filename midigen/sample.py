@@ -22,10 +22,8 @@ the same checkpoint, options and seed give the same ids, and so byte-identical M
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,37 +31,19 @@ import torch
 from midigen.errors import MidigenError
 from midigen.events import EventType
 from midigen.model import MusicRNN
+from midigen.sample_files import sample_to_files  # noqa: F401  (re-exported for callers)
+from midigen.sample_limits import (  # noqa: F401  (length_limits, stop_reason: re-exported)
+    MAX_SECONDS,
+    check_options,
+    event_limit,
+    length_limits,
+    stop_reason,
+)
 from midigen.stepper import Stepper
-from midigen.tokenizer import TokenizerConfig, decode_ids, encode_notes
+from midigen.tokenizer import TokenizerConfig
 from midigen.vocabulary import NoteGrammar, vocabulary
 
-DEFAULT_MAX_EVENTS = 2000
-MAX_EVENTS = 1_000_000  # per piece: what decoding handles in seconds (see `midigen decode`)
-MAX_SECONDS = 12 * 3600.0  # per piece, as for pieces read (midi_io.MAX_PIECE_HOURS)
 PRIMER_CHUNK = 4096  # primer events per forward pass: a 1M-event primer took 4 GB in one
-EVENTS_PER_SECOND_CAP = 200  # with only --seconds, a model that never moves time still stops
-
-
-def check_options(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                  num: int = 1, max_events: int | None = None, seconds: float | None = None
-                  ) -> None:
-    """Raise MidigenError with one line for sampling options that make no sense."""
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)
-            and temperature > 0):
-        raise MidigenError(f"temperature must be a number above 0 (got {temperature}); "
-                           "1.0 samples the model as trained, lower is more conservative")
-    if top_k is not None and top_k < 1:
-        raise MidigenError(f"top-k must be at least 1 (got {top_k})")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise MidigenError(f"top-p must be in (0, 1] (got {top_p})")
-    if num < 1:
-        raise MidigenError(f"number of pieces must be at least 1 (got {num})")
-    if max_events is not None and not 1 <= max_events <= MAX_EVENTS:
-        raise MidigenError(f"max events must be 1 to {MAX_EVENTS:,} (got {max_events:,})")
-    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
-        raise MidigenError(f"seconds must be above 0 (got {seconds})")
-    if seconds is not None and seconds > MAX_SECONDS:
-        raise MidigenError(f"seconds must be at most {MAX_SECONDS:g} (12 hours; got {seconds:g})")
 
 
 def next_ids(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float | None,
@@ -111,15 +91,6 @@ def next_ids(logits: np.ndarray, temperature: float, top_k: int | None, top_p: f
     if order is not None:
         pick = order[np.arange(batch), pick]
     return pick
-
-
-def event_limit(max_events: int | None, seconds: float | None) -> int:
-    """New events a piece may have: `max_events`, else enough for `seconds`, else 2000."""
-    if max_events is not None:
-        return max_events
-    if seconds is None:
-        return DEFAULT_MAX_EVENTS
-    return min(MAX_EVENTS, max(DEFAULT_MAX_EVENTS, math.ceil(seconds * EVENTS_PER_SECOND_CAP)))
 
 
 def random_seed() -> int:
@@ -239,153 +210,3 @@ def _prefix(primer_ids, vocab) -> list[int]:
     if not ids or ids[0] != vocab.start_id:
         ids = [vocab.start_id] + ids
     return ids
-
-
-def primer_to_ids(path: str | os.PathLike, config: TokenizerConfig,
-                  primer_seconds: float | None = None) -> np.ndarray:
-    """The ids of a score's opening (its first piece): START, the events of the first
-    `primer_seconds` (all of it when None), no END, so a sampled piece continues it.
-
-    The cut is made in the event line, not on the notes: notes sounding at the cut stay
-    open, and the model decides how long they last.
-    """
-    from midigen.midi_io import read_score
-
-    try:
-        pieces = read_score(path)
-    except MidigenError as e:  # the reader's reasons are short; say which file
-        raise MidigenError(f"primer {path}: {e}") from None
-    if not pieces or not len(pieces[0].notes):
-        raise MidigenError(f"primer {path} holds no notes")
-    ids = encode_notes(pieces[0].notes, config)[:-1]  # drop END
-    if len(ids) <= 1:
-        raise MidigenError(f"primer {path} holds no notes this model's vocabulary can spell")
-    if primer_seconds is not None:
-        if not primer_seconds > 0:
-            raise MidigenError(f"primer seconds must be above 0 (got {primer_seconds})")
-        clock = np.cumsum(vocabulary(config).shift_steps[ids])  # steps after each id
-        ids = ids[clock <= round(min(primer_seconds, MAX_SECONDS) * config.steps_per_second)]
-    return ids
-
-
-def next_free_paths(out_dir: Path, count: int, force: bool = False,
-                    stem: str = "sample") -> list[Path]:
-    """`count` file names sample-001.mid, ... in `out_dir`: the first unused numbers, or
-    from 001 overwriting what is there when `force`."""
-    paths, number = [], 1
-    while len(paths) < count:
-        path = out_dir / f"{stem}-{number:03d}.mid"
-        if force or not path.exists():
-            paths.append(path)
-        number += 1
-    return paths
-
-
-def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.PathLike,
-                    num: int = 1, max_events: int | None = None, seconds: float | None = None,
-                    temperature: float = 1.0, top_k: int | None = None,
-                    top_p: float | None = None, seed: int | None = None,
-                    primer: str | os.PathLike | None = None,
-                    primer_seconds: float | None = None, force: bool = False,
-                    device: str = "cpu", constrain: bool = True,
-                    min_seconds: float | None = None) -> list[dict]:
-    """Sample `num` pieces from a checkpoint (file, run dir, or None for the newest run) and
-    write them as MIDI in `out_dir`; one summary dict per file written.
-
-    Each dict: path, duration_s, notes, events, instruments, repairs, ended (True when the
-    model chose to end the piece, False when a limit cut it), stop (see stop_reason), seed.
-    Lengths not given come from the checkpoint's training lengths (see length_limits). The same dict, with the
-    checkpoint and every option, goes beside each piece as NAME.json (see `write_sidecar`),
-    so a report can say how to make the piece again.
-    """
-    from midigen.checkpoint import load_model
-    from midigen.midi_io import instrument_name, write_midi
-
-    check_options(temperature, top_k, top_p, num, max_events, seconds)
-    model, config, ckpt = load_model(checkpoint, device=device)
-    primer_ids = None if primer is None else primer_to_ids(primer, config, primer_seconds)
-    seed = random_seed() if seed is None else int(seed)
-    limits = length_limits(ckpt.split.get("lengths") or {}, seconds, max_events, min_seconds)
-    pieces = sample_ids(model, config, num=num, max_events=limits["max_events"],
-                        seconds=limits["seconds"], temperature=temperature, top_k=top_k,
-                        top_p=top_p, seed=seed, primer_ids=primer_ids, constrain=constrain,
-                        min_seconds=limits["min_seconds"], max_note_s=limits["max_note_s"],
-                        cuda_graph=True)  # on CUDA only; the same pieces as the eager step
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise MidigenError(f"cannot create {out_dir} ({e.strerror or e})") from None
-    end_id = vocabulary(config).end_id
-    num_primer = len(_prefix(primer_ids, vocabulary(config)))
-    options = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "num": num,
-               "max_events": max_events, "seconds": seconds, "min_seconds": min_seconds,
-               "primer": None if primer is None else str(Path(primer).resolve()),
-               "primer_seconds": primer_seconds, "constrain": constrain,
-               "from_training_lengths": {k: limits[k] for k in ("longest", "max_note_s")
-                                         if limits[k] is not None} or None}
-    rows = []
-    for index, (ids, path) in enumerate(zip(pieces, next_free_paths(out_dir, num, force))):
-        decoded = decode_ids(ids, config)
-        notes = decoded.notes
-        write_midi(notes, path)
-        keys = sorted({(bool(d), 0 if d else int(p))
-                       for d, p in zip(notes["is_drum"], notes["program"])})
-        rows.append({
-            "path": str(path),
-            "duration_s": round(float(notes["end_s"].max()) if len(notes) else 0.0, 3),
-            "notes": len(notes),
-            "events": len(ids),
-            "instruments": [instrument_name(p, d) for d, p in keys],
-            "repairs": {k: int(v) for k, v in sorted(decoded.repairs.items())},
-            "ended": bool(len(ids) and ids[-1] == end_id),
-            "stop": stop_reason(ids, end_id, num_primer, limits),
-            "seed": seed,
-        })
-        write_sidecar(path, {**rows[-1], "path": path.name, "index": index + 1,
-                             "checkpoint": str(Path(ckpt.path).resolve()), "options": options})
-    return rows
-
-
-def length_limits(lengths: dict, seconds: float | None, max_events: int | None,
-                  min_seconds: float | None) -> dict:
-    """The sampler's length settings: the user's where given, else from the training music's
-    lengths saved in the checkpoint (midigen.lengths; empty for older checkpoints).
-
-    With neither `seconds` nor `max_events`, a piece ends when the model says END, not before
-    the training pieces' 5th-percentile length, and is cut at their longest (`longest`), with
-    twice the longest piece's events as a net for a model that stops moving time. Notes never
-    sound longer than the longest training note.
-    """
-    piece_s, piece_events = lengths.get("piece_s", {}), lengths.get("piece_events", {})
-    open_ended = seconds is None and max_events is None
-    longest = piece_s.get("max") if open_ended else None
-    if open_ended and piece_events.get("max"):
-        max_events = min(MAX_EVENTS, max(DEFAULT_MAX_EVENTS, 2 * int(piece_events["max"])))
-    if min_seconds is None and open_ended:
-        min_seconds = piece_s.get("p5")
-    return {"seconds": seconds if longest is None else longest, "longest": longest,
-            "max_events": max_events, "min_seconds": min_seconds,
-            "max_note_s": lengths.get("note_s", {}).get("max")}
-
-
-def stop_reason(ids, end_id: int, num_primer: int, limits: dict) -> str:
-    """How a sampled piece ended: END (the model), events (the event limit), longest (the
-    training music's longest piece) or seconds (the user's limit)."""
-    if len(ids) and ids[-1] == end_id:
-        return "END"
-    if len(ids) - num_primer >= event_limit(limits["max_events"], limits["seconds"]):
-        return "events"
-    return "longest" if limits["longest"] is not None else "seconds"
-
-
-def write_sidecar(midi_path: Path, info: dict) -> None:
-    """NAME.json beside NAME.mid: how the piece was made (checkpoint, options, seed, its place
-    `index` in the batch of `options.num`, since a seed makes a whole batch) and how it stopped.
-    """
-    from midigen import __version__
-    from midigen.fileio import atomic_write
-
-    text = json.dumps({"midigen_version": __version__, **info}, indent=2) + "\n"
-    with atomic_write(midi_path.with_suffix(".json")) as f:
-        f.write(text.encode())
