@@ -14,22 +14,19 @@ zipped and shared. The HTML itself is written by `report_html`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from midigen.errors import MidigenError
 from midigen.fileio import write_error
+from midigen.report_folder import MARKER, staging_dir, swap_in
+from midigen.report_groups import group_pieces, varying_keys
 
-MARKER = ".midigen-report"  # a folder holding this file is a report midigen may replace
 MIDI_SUFFIXES = (".mid", ".midi")
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")
-GROUP_KEYS = ("checkpoint", "temperature", "top_k", "top_p", "seconds", "max_events",
-              "min_seconds", "primer", "primer_seconds", "constrain")
 # A piece is flagged as copying when it shares this many events in a row with one corpus piece
 # (about eight bars of four-part chorale), or when most of its 16-event windows occur there.
 COPY_RUN_EVENTS = 256
@@ -131,7 +128,7 @@ def write_report(paths: list, out_dir: Path | str | None = None, force: bool = F
             runs.append(Path(ckpt).parent)
 
     audio_problem = audio_available(soundfont) if entries else None
-    staging = _staging_dir(out_dir, force)
+    staging = staging_dir(out_dir, force)
     try:
         (staging / "media").mkdir()
         (staging / "midi").mkdir()
@@ -165,7 +162,7 @@ def write_report(paths: list, out_dir: Path | str | None = None, force: bool = F
         from midigen.report_html import page_html
 
         (staging / "index.html").write_text(page_html(report), encoding="utf-8")
-        _swap_in(staging, out_dir)
+        swap_in(staging, out_dir)
     except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(e, OSError):  # a full disk, a folder that went away, ...
@@ -283,95 +280,3 @@ def _training_corpus(entries: list[PieceEntry], runs: list[Path]) -> Path | None
         if folder:
             return Path(folder)
     return None
-
-
-def varying_keys(entries: list[PieceEntry]) -> list[str]:
-    """The sampling options (and seed) whose values differ between the pieces."""
-    keys = []
-    for key in GROUP_KEYS + ("seed",):
-        values = {json.dumps(option_of(e, key)) for e in entries if e.info}
-        if len(values) > 1:
-            keys.append(key)
-    return keys
-
-
-def option_of(e: PieceEntry, key: str):
-    return e.info.get(key) if key in ("seed", "checkpoint") else e.info.get("options", {}).get(key)
-
-
-def group_pieces(entries: list[PieceEntry], varying: list[str]
-                 ) -> list[tuple[str, list[PieceEntry]]]:
-    """Pieces grouped by the varying options other than seed (sorted by value), each group
-    sorted by seed, then batch position, then name; pieces without a record come last."""
-    group_by = [k for k in varying if k != "seed"]
-
-    def sort_key(value):
-        return (value is None, value if isinstance(value, (int, float)) else str(value))
-
-    groups: dict[tuple, list[PieceEntry]] = {}
-    for e in entries:
-        key = tuple(option_of(e, k) for k in group_by) if e.info else None
-        groups.setdefault(key, []).append(e)
-    ordered = sorted((k for k in groups if k is not None),
-                     key=lambda k: tuple(sort_key(v) for v in k))
-    result = []
-    for key in ordered + ([None] if None in groups else []):
-        members = sorted(groups[key], key=lambda e: (sort_key(e.info.get("seed")),
-                                                     e.info.get("index", 0), e.name))
-        if key is None:
-            title = "pieces with no record of how they were made" if group_by or \
-                len(groups) > 1 else ""
-        else:
-            title = ", ".join(f"{label(k)} {show_value(v)}" for k, v in zip(group_by, key))
-        result.append((title, members))
-    return result
-
-
-def label(key: str) -> str:
-    return key.replace("_", " ").replace("top ", "top-")
-
-
-def show_value(value) -> str:
-    if value is None:
-        return "not set"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, str) and os.sep in value:
-        return Path(value).parent.name + "/" + Path(value).name
-    return str(value)
-
-
-def _staging_dir(out_dir: Path, force: bool) -> Path:
-    """A fresh folder beside OUT to build in; checks first that OUT may be (re)placed."""
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise MidigenError(f"{out_dir} exists and is not a folder")
-        if any(out_dir.iterdir()):
-            if not (out_dir / MARKER).is_file():
-                raise MidigenError(f"{out_dir} already holds files that are not a midigen "
-                                   "report; choose another --out")
-            if not force:
-                raise MidigenError(f"{out_dir} already holds a report; pass --force to "
-                                   "replace it")
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-        umask = os.umask(0o022)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the page from others
-        return staging
-    except OSError as e:
-        raise write_error(out_dir, e) from None
-
-
-def _swap_in(staging: Path, out_dir: Path) -> None:
-    """Put the finished report where OUT was, so a failure never leaves half a report."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}-old-{os.getpid()}")
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
