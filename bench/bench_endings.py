@@ -26,7 +26,7 @@ from midigen.checkpoint import load_model
 from midigen.corpus import load_corpus
 from midigen.lengths import note_lengths_s
 from midigen.sample import _prefix, length_limits, sample_ids, stop_reason
-from midigen.stats import long_notes
+from midigen.stats_files import long_notes
 from midigen.tokenizer import decode_ids, vocabulary
 
 

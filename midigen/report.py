@@ -236,7 +236,7 @@ def _render_piece(e: PieceEntry, out: Path, soundfont, with_audio: bool) -> str 
 
 def _compare(entries: list[PieceEntry], against, runs: list[Path]) -> tuple[dict | None, list]:
     """Statistics of each piece, and the corpus's spread and copying when a corpus is found."""
-    from midigen.stats import stats_report
+    from midigen.stats_files import stats_report
 
     corpus_dir = Path(against) if against is not None else _training_corpus(entries, runs)
     notes = []

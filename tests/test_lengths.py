@@ -74,7 +74,7 @@ def test_length_limits_keep_user_settings_and_old_checkpoints():
 
 
 def test_long_note_shares_count_notes_at_p99_9_and_at_the_cap():
-    from midigen.stats import long_notes
+    from midigen.stats_files import long_notes
 
     corpus = np.arange(1, 1001) / 100  # 0.01 .. 10 s: p99.9 lies between 9.99 and 10
     pieces = np.array([0.5] * 96 + [3.0, 3.0, 10.0, 10.0])

@@ -34,7 +34,7 @@ def stats(
     against.copying.{n, share_found_mean, longest_run_max, pieces}, against.long_notes.{corpus_p99_9_s,
     cap_s, pieces.{at_or_above_p99_9, at_cap}, corpus.{at_or_above_p99_9, at_cap}}.
     """
-    from midigen.stats import stats_report
+    from midigen.stats_files import stats_report
 
     with ProgressBar("analysing corpus", enabled=err.is_terminal and not as_json) as bar:
         report = stats_report(files, against=against, ngram=ngram, on_progress=bar)
