@@ -15,9 +15,9 @@ from midigen.stats import (
     overlap,
     piece_stats,
     polyphony_levels,
-    stats_report,
     summarise,
 )
+from midigen.stats_files import stats_report
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72]
 
