@@ -50,3 +50,31 @@ def test_unexpected_errors_show_no_traceback(monkeypatch):
     assert result.exit_code == 70  # apart from usage errors (2), so scripts can tell a bug
     assert "Traceback" not in result.output
     assert "internal error (ZeroDivisionError" in result.output
+
+
+def test_a_closed_pipe_stops_quietly(tmp_path):
+    """`midigen encode ... | head -1`: the reader went away, which is no error of midigen's."""
+    import subprocess
+    import sys
+
+    from tests.fixtures.score_files import ABC_THREE_TUNES
+
+    tunes = tmp_path / "tunes.abc"
+    tunes.write_text(ABC_THREE_TUNES * 200)
+    proc = subprocess.Popen([sys.executable, "-m", "midigen", "encode", str(tunes)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # nobody reads what it prints
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 141  # 128 + SIGPIPE, as a shell reports a program stopped by it
+    assert "error" not in stderr and "Traceback" not in stderr
+
+
+def test_help_paragraphs_wrap_to_the_terminal(monkeypatch):
+    """Line breaks inside a docstring paragraph must not reach `--help` as ragged lines."""
+    from midigen.cli import app
+
+    monkeypatch.setenv("COLUMNS", "200")
+    result = CliRunner().invoke(app, ["train", "--help"])
+    assert result.exit_code == 0
+    assert "the N processes train one model together" in " ".join(result.output.split("\n"))
+    assert "the N processes" in result.output  # one line, not "the N" then "processes"

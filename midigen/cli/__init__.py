@@ -6,7 +6,9 @@ One module per command, named after it, imported in the order `midigen --help` l
 # isort: off
 from midigen.cli import sample, train, inspect, demo, evaluate, stats, report  # noqa: F401  (registers)
 from midigen.cli import encode, decode, corpus, play, show  # noqa: F401  (registers)
-from midigen.cli.app import app
+from midigen.cli.app import app, reflow_help
+
+reflow_help(app)
 
 # isort: on
 

@@ -9,6 +9,7 @@ says which), 2 a usage error (click's), 70 an internal error (a bug: please repo
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -32,6 +33,17 @@ EXIT_INTERNAL = 70  # a bug in midigen (EX_SOFTWARE in sysexits.h)
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+
+def reflow_help(typer_app: typer.Typer) -> None:
+    """Join each docstring paragraph into one line, so the help wraps to the terminal's width.
+
+    Typer's rich mode keeps a docstring's line breaks inside a paragraph, which reads as ragged
+    lines on any terminal wider or narrower than the source.
+    """
+    for command in typer_app.registered_commands:
+        doc = command.help or inspect.getdoc(command.callback) or ""
+        command.help = "\n\n".join(" ".join(part.split()) for part in doc.split("\n\n"))
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
@@ -132,6 +144,9 @@ class _ErrorsAsLines(TyperGroup):
             fail(f"stopped by {e}", e.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", exit_code(signal.SIGINT))
+        except BrokenPipeError:  # `midigen ... | head` closed the pipe: stop quietly, like `cat`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(exit_code(signal.SIGPIPE)) from None
         except (typer.Exit, typer.Abort, SystemExit, *_CLICK_ERRORS):
             raise
         except Exception as e:
