@@ -46,6 +46,7 @@ class TokenStream:
     note_offset: int  # first NOTE_ON id; NOTE_OFF block follows, same size
     num_pitches: int
     num_pieces: int
+    piece_starts: np.ndarray | None = None  # (P + 1,) int64: where each piece starts, then the end
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -95,6 +96,7 @@ def build_stream(pieces_ids: list[np.ndarray], config: TokenizerConfig) -> Token
         note_offset=vocab.note_on_ids.start,
         num_pitches=vocab.num_pitches,
         num_pieces=len(arrays),
+        piece_starts=piece_starts.astype(np.int64),
     )
 
 
@@ -138,6 +140,15 @@ def random_windows(stream: TokenStream, batch_size: int, seq_len: int,
     keeps only those windows of the B drawn (one rank's share of a global batch under DDP):
     the generator advances as for all B, so every rank, and a single process, stay in step.
     """
+    x, y, _, _ = random_windows_placed(stream, batch_size, seq_len, generator, max_transpose, rows)
+    return x, y
+
+
+def random_windows_placed(stream: TokenStream, batch_size: int, seq_len: int,
+                          generator: torch.Generator, max_transpose: int = 0,
+                          rows: slice | None = None):
+    """random_windows, plus where each window starts in the stream (b,) and the semitones
+    it was transposed by (b,): what per-window controls need (midigen.controls_train)."""
     n = len(stream)
     if n < seq_len + 1:
         raise MidigenError(f"the training pieces hold {n} events, fewer than one window of "
@@ -145,22 +156,29 @@ def random_windows(stream: TokenStream, batch_size: int, seq_len: int,
     rows = slice(None) if rows is None else rows
     offsets = torch.randint(0, n - seq_len, (batch_size,), generator=generator)[rows]  # (b,)
     window, pitched = stream.windows(offsets, seq_len + 1)  # (b, T+1) each
+    shift = torch.zeros(len(offsets), dtype=torch.int64)
     if max_transpose > 0:
         shift = torch.randint(-max_transpose, max_transpose + 1, (batch_size,),
                               generator=generator)[rows]
-        window = transpose_windows(window, pitched, shift, stream)
-    return window[:, :-1], window[:, 1:]
+        shift = fitting_shifts(pitched, shift, stream, window)
+        window = window + pitched * shift[:, None]
+    return window[:, :-1], window[:, 1:], offsets, shift
 
 
 def transpose_windows(window: torch.Tensor, pitched: torch.Tensor, shift: torch.Tensor,
                       stream: TokenStream) -> torch.Tensor:
     """Each window's pitched notes moved by its shift in semitones; out-of-range shifts skipped."""
+    return window + pitched * fitting_shifts(pitched, shift, stream, window)[:, None]  # (B, T+1)
+
+
+def fitting_shifts(pitched: torch.Tensor, shift: torch.Tensor, stream: TokenStream,
+                   window: torch.Tensor) -> torch.Tensor:
+    """The shifts (B,) that keep every pitched note of their window in range; others 0."""
     relative = (window - stream.note_offset) % stream.num_pitches  # pitch - min_pitch where pitched
     lowest = torch.where(pitched, relative, stream.num_pitches).amin(dim=1)  # (B,)
     highest = torch.where(pitched, relative, -1).amax(dim=1)  # (B,)
     fits = (lowest + shift >= 0) & (highest + shift < stream.num_pitches)
-    shift = torch.where(fits, shift, 0)
-    return window + pitched * shift[:, None]  # (B, T+1)
+    return torch.where(fits, shift, 0)
 
 
 def stretch_pieces(pieces_ids: list[np.ndarray], factor: float, config: TokenizerConfig

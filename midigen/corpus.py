@@ -42,6 +42,7 @@ class PieceTokens:
     duration_s: float
     num_notes: int
     programs: tuple[int, ...]  # GM programs used; 128 (DRUM_KEY) means drums
+    key: int | None = None  # 0..23, midigen.keys: written in the score, else heard
 
     @property
     def instruments(self) -> list[str]:
@@ -126,7 +127,7 @@ def load_corpus(folder: str | os.PathLike | None, config: TokenizerConfig | None
         store.compact_if_worth_it()
         notes = store.notes
     pieces = [PieceTokens(r.name, r.rel, ids, r.duration_s, r.num_notes,
-                          tuple(int(p) for p in r.programs.split(",") if p))
+                          tuple(int(p) for p in r.programs.split(",") if p), r.key)
               for r, ids in zip(rows, arrays)]
     summary = summarize(folder, entries, pieces)
     summary.update(files_from_cache=len(entries) - num_read, files_parsed=num_read,

@@ -180,10 +180,15 @@ def batch_rows(global_batch: int, world: World) -> slice:
 
 def shard(items: list, world: World) -> list:
     """This rank's share of `items`, dealt longest first so every rank gets similar work."""
+    return [items[i] for i in shard_indices(items, world)]
+
+
+def shard_indices(items: list, world: World) -> list[int]:
+    """Which of `items` are this rank's share (see `shard`)."""
     if not world.is_distributed:
-        return list(items)
+        return list(range(len(items)))
     order = sorted(range(len(items)), key=lambda i: -len(items[i]))
-    return [items[i] for i in order[world.rank::world.world_size]]
+    return order[world.rank::world.world_size]
 
 
 def all_reduce_sums(values: list[float], world: World, device="cpu") -> list[float]:

@@ -28,14 +28,18 @@ LOG2 = math.log(2.0)
 
 def nll_over_pieces(model, pieces_ids: Sequence, device="cpu", window_events: int = 2048,
                     batch_pieces: int = 16,
-                    on_progress: Callable[[int, int], None] | None = None) -> dict:
+                    on_progress: Callable[[int, int], None] | None = None,
+                    controls: np.ndarray | None = None) -> dict:
     """Summed and per-event NLL (nats) of every event after START in every piece.
 
     `model(ids (B,T), state) -> (logits (B,T,V), state)`; it is put in eval mode for the
-    call and left as it was found. Returns total_nll, num_events, nll_per_event, perplexity,
-    bits_per_event, num_pieces.
+    call and left as it was found. `controls` (P, COND_WIDTH), one row per piece, is given
+    to a model with controls as `cond` (midigen.controls). Returns total_nll, num_events,
+    nll_per_event, perplexity, bits_per_event, num_pieces.
     """
     arrays = [np.asarray(p) for p in pieces_ids]  # as they are (mapped): int64 per batch
+    if controls is not None:
+        controls = np.asarray(controls)[[len(a) >= 2 for a in arrays]]
     arrays = [a for a in arrays if len(a) >= 2]
     if not arrays:
         raise MidigenError("no piece has an event to score (each needs at least two events)")
@@ -58,11 +62,13 @@ def nll_over_pieces(model, pieces_ids: Sequence, device="cpu", window_events: in
                 for row, a in enumerate(batch):
                     padded[row, :len(a)] = torch.from_numpy(a.astype(np.int64))
                 padded = padded.to(device)
+                kw = {} if controls is None else {"cond": torch.from_numpy(
+                    controls[order[b0:b0 + batch_pieces]]).to(device)}
                 state = None
                 num_inputs = padded.shape[1] - 1
                 for t0 in range(0, num_inputs, window_events):
                     t1 = min(t0 + window_events, num_inputs)
-                    logits, state = model(padded[:, t0:t1], state)  # (B, W, V)
+                    logits, state = model(padded[:, t0:t1], state, **kw)  # (B, W, V)
                     targets = padded[:, t0 + 1:t1 + 1]  # (B, W)
                     log_p = torch.log_softmax(logits.float(), dim=-1)
                     picked = log_p.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, W)
@@ -89,9 +95,10 @@ def default_valid_events(eval_every: int, batch_size: int, seq_len: int) -> int:
 
 
 def validation_sample(pieces_ids: Sequence, durations_s: Sequence[float], max_events: int,
-                      seed: int) -> tuple[list[np.ndarray], float]:
+                      seed: int, with_indices: bool = False) -> tuple:
     """A fixed, seeded sample of the validation pieces of at most max_events events, and the
-    seconds of music it holds; the same arguments always give the same sample.
+    seconds of music it holds (and, `with_indices`, which pieces); the same arguments always
+    give the same sample.
 
     Pieces are taken whole, in a seeded order, and scored from their START as the full
     evaluation scores them; the last one taken is cut to fit (its seconds prorated).
@@ -108,7 +115,10 @@ def validation_sample(pieces_ids: Sequence, durations_s: Sequence[float], max_ev
         chosen.append((i, ids[:take]))
         seconds += float(durations_s[i]) * take / len(ids)
         left -= take
-    return [ids for _, ids in sorted(chosen, key=lambda c: c[0])], seconds
+    chosen.sort(key=lambda c: c[0])
+    if with_indices:  # which pieces were taken, for their per-piece controls
+        return [ids for _, ids in chosen], seconds, [i for i, _ in chosen]
+    return [ids for _, ids in chosen], seconds
 
 
 def summarise_nll(total_nll: float, num_events: int, num_pieces: int = 0,

@@ -186,8 +186,13 @@ def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> P
     time_signature = (4, 4)
     if len(signatures["time"]):
         time_signature = (int(signatures["numerator"][0]), int(signatures["denominator"][0]))
+    meta = {"dropped_zero_length": dropped}
+    keys = score.key_signatures.numpy()
+    if len(keys["time"]):  # the first one written: (sharps, minor), for midigen.keys
+        first = int(np.argmin(keys["time"]))
+        meta["key_signature"] = (int(keys["key"][first]), bool(keys["tonality"][first]))
     return Piece(name=name, notes=sort_notes(notes), tempo_bpm=first_bpm,
-                 time_signature=time_signature, meta={"dropped_zero_length": dropped})
+                 time_signature=time_signature, meta=meta)
 
 
 def _tempo_map(tempos: dict, tpq: int):

@@ -34,6 +34,7 @@ class ModelConfig(DictRecord):
     hidden: int = 512
     layers: int = 3
     dropout: float = 0.1
+    controls: dict | None = None  # a midigen.controls.ControlSpec as a dict; None: no controls
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -42,6 +43,12 @@ class ModelConfig(DictRecord):
             raise MidigenError("model sizes must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise MidigenError("dropout must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        if d["controls"] is None:  # a model without controls saves what it always saved
+            del d["controls"]
+        return d
 
 
 
@@ -53,8 +60,12 @@ class MusicRNN(nn.Module):
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
         rnn_class = nn.LSTM if config.cell == "lstm" else nn.GRU
+        if config.controls is not None:  # only then: a model without keeps its exact layout
+            from midigen.controls_model import ControlEncoder
+
+            self.control = ControlEncoder(config.controls)
         self.rnn = rnn_class(
-            config.embed_dim,
+            config.embed_dim + self.control_dim,
             config.hidden,
             num_layers=config.layers,
             dropout=config.dropout if config.layers > 1 else 0.0,
@@ -64,9 +75,19 @@ class MusicRNN(nn.Module):
         self.head = nn.Linear(config.hidden, config.vocab_size)
         init_recurrent(self.rnn, config.cell)
 
-    def forward(self, ids: torch.Tensor, state=None):
-        """Logits for the next id at every position, and the state after the last one."""
+    @property
+    def control_dim(self) -> int:
+        return self.control.out_dim if self.config.controls is not None else 0
+
+    def forward(self, ids: torch.Tensor, state=None, cond: torch.Tensor | None = None):
+        """Logits for the next id at every position, and the state after the last one.
+
+        `cond` (B, COND_WIDTH) int64: the controls of each row (midigen.controls); None
+        means none given. A model without controls ignores it."""
         x = self.drop(self.embed(ids))  # (B, T, E)
+        if self.config.controls is not None:
+            c = self.control(cond, ids.shape[0], ids.device)  # (B, C)
+            x = torch.cat([x, c[:, None, :].expand(-1, ids.shape[1], -1).to(x.dtype)], -1)
         y, state = self.rnn(x, state)  # (B, T, H)
         return self.head(self.drop(y)), state  # (B, T, V)
 

@@ -22,6 +22,7 @@ import numpy as np
 from midigen import midi_io, score_io
 from midigen.errors import MidigenError
 from midigen.events import instrument_keys
+from midigen.keys import piece_key
 from midigen.stopping import STOP_SIGNALS
 from midigen.tokenizer import TokenizerConfig, encode_notes
 
@@ -44,10 +45,12 @@ def read_file_tokens(path: str, config: TokenizerConfig) -> dict:
             if len(ids) <= 2:
                 continue
             keys = instrument_keys(piece.notes)
+            key, _ = piece_key(piece.notes, piece.meta.get("key_signature"))
             pieces.append({"name": piece.name, "ids": ids.astype(np.uint16),
                            "duration_s": round(piece.duration_s, 3),
                            "num_notes": len(piece.notes),
-                           "programs": sorted({int(k) for k in np.unique(keys)})})
+                           "programs": sorted({int(k) for k in np.unique(keys)}),
+                           "key": key})  # written in the score, else heard (midigen.keys)
         if not pieces:
             return {"status": "skipped", "reason": "no notes in the tokenizer's range"}
         return {"status": "ok", "pieces": pieces}

@@ -11,7 +11,8 @@ if TYPE_CHECKING:
     from midigen.report import PieceEntry
 
 GROUP_KEYS = ("checkpoint", "temperature", "top_k", "top_p", "seconds", "max_events",
-              "min_seconds", "primer", "primer_seconds", "constrain")
+              "min_seconds", "primer", "primer_seconds", "constrain",
+              "style", "key", "density", "instruments")  # the last four: midigen.controls
 
 
 def varying_keys(entries: list[PieceEntry]) -> list[str]:

@@ -68,9 +68,12 @@ def run_configs(model_opts: dict, train_opts: dict, token_opts: dict, device: st
 
 def start_run(corpus: Path | None, model_opts: dict, train_opts: dict, token_opts: dict,
               device: str = "auto", run_dir: Path | None = None, init_from: Path | None = None,
-              defaults: dict | None = None, console=None, on_note=None) -> TrainResult:
+              defaults: dict | None = None, console=None, on_note=None,
+              controls: tuple[str, ...] | None = None,
+              styles_file: Path | None = None) -> TrainResult:
     """Train a new run on a folder (None: the built-in chorales); run_dir defaults to
-    checkpoints/<time>-<corpus name>."""
+    checkpoints/<time>-<corpus name>. `controls` (names from midigen.controls) makes a model
+    that can be steered; `styles_file` labels its styles instead of the folders."""
     from midigen.checkpoint import load_checkpoint
     from midigen.distributed import broadcast_object, current_world
 
@@ -78,6 +81,8 @@ def start_run(corpus: Path | None, model_opts: dict, train_opts: dict, token_opt
     tokenizer_config, model_config, config = run_configs(model_opts, train_opts, token_opts,
                                                          device, init, defaults)
     loaded, pieces = load_pieces(corpus, tokenizer_config, console, on_note)
+    model_config = with_controls(model_config, init, controls, styles_file, pieces,
+                                 tokenizer_config, config)
     name = BUILTIN_CORPUS_NAME if corpus is None else Path(loaded.folder).name
     # Under torchrun every rank must name the same folder: rank 0's clock names it.
     run_dir = broadcast_object(run_dir or new_run_dir(name), current_world())
@@ -86,6 +91,25 @@ def start_run(corpus: Path | None, model_opts: dict, train_opts: dict, token_opt
                    corpus_summary=loaded.summary, init_from=init, console=console)
     result.pieces, result.config, result.tokenizer_config = pieces, config, tokenizer_config
     return result
+
+
+def with_controls(model_config, init, controls, styles_file, pieces, tokenizer_config, config):
+    """The model config with its ControlSpec built from the pieces, when controls are asked."""
+    from dataclasses import replace
+
+    if styles_file is not None and not controls:
+        raise MidigenError("--styles labels the style control: add --controls style")
+    if not controls:
+        return model_config
+    if init is not None:
+        raise MidigenError("--init-from keeps the checkpoint's model and its controls; "
+                           "drop --controls")
+    from midigen.controls_train import build_spec
+
+    spec = build_spec(controls, pieces, tokenizer_config, config.seq_len,
+                      None if styles_file is None else str(Path(styles_file).resolve()),
+                      config.seed)
+    return replace(model_config, controls=spec.to_dict())
 
 
 def resume_run(run_dir: Path, device: str = "auto", console=None, on_note=None) -> TrainResult:

@@ -104,7 +104,7 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
                temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                seed: int | None = None, primer_ids=None, constrain: bool = True,
                min_seconds: float | None = None, max_note_s: float | None = None,
-               cuda_graph: bool = False) -> list[np.ndarray]:
+               cuda_graph: bool = False, cond: np.ndarray | None = None) -> list[np.ndarray]:
     """`num` new pieces as id arrays: START, the primer (if any), then the sampled events.
 
     `max_events` and `seconds` count only the new events and the new music after the
@@ -115,6 +115,8 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     (see the module docstring); False samples the model's raw distribution. `max_note_s`
     (with `constrain`): no note of the current instrument sounds longer; where a drawn time
     shift would carry one past it, the note's NOTE_OFF is fed to the model instead.
+    `cond`: the controls row (COND_WIDTH,) of a model that has them, for every piece
+    (midigen.controls.asked_row).
     """
     check_options(temperature, top_k, top_p, num, max_events, seconds)
     if min_seconds is not None and not (math.isfinite(min_seconds) and 0 <= min_seconds <= MAX_SECONDS):
@@ -133,11 +135,12 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     # network runs in torch (on any device); the draws and the bookkeeping run in numpy on
     # the host, where a small op costs a fraction of torch's dispatch.
     state = None
+    kw = {} if cond is None else {"cond": torch.as_tensor(cond, device=device).reshape(1, -1)}
     for start in range(0, len(prefix), PRIMER_CHUNK):  # a long primer in flat memory
         chunk = torch.as_tensor(prefix[start:start + PRIMER_CHUNK], device=device)[None]
-        logits, state = model(chunk, state)  # (1, T, V)
+        logits, state = model(chunk, state, **kw)  # (1, T, V)
     stepper = Stepper(model, cuda_graph=cuda_graph)  # a graph only on CUDA (same logits)
-    stepper.reset(num, state)
+    stepper.reset(num, state, kw.get("cond"))
     logits = np.repeat(logits[:, -1].float().cpu().numpy(), num, axis=0)  # (B, V)
     on_cpu = device.type == "cpu"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from midigen.controls import asked_row, model_controls
 from midigen.errors import MidigenError
 from midigen.sample_limits import MAX_SECONDS, check_options, length_limits, stop_reason
 from midigen.tokenizer import TokenizerConfig, decode_ids, encode_notes
@@ -61,7 +62,7 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
                     primer: str | os.PathLike | None = None,
                     primer_seconds: float | None = None, force: bool = False,
                     device: str = "cpu", constrain: bool = True,
-                    min_seconds: float | None = None) -> list[dict]:
+                    min_seconds: float | None = None, controls: dict | None = None) -> list[dict]:
     """Sample `num` pieces from a checkpoint (file, run dir, or None for the newest run) and
     write them as MIDI in `out_dir`; one summary dict per file written.
 
@@ -69,7 +70,9 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
     model chose to end the piece, False when a limit cut it), stop (see stop_reason), seed.
     Lengths not given come from the checkpoint's training lengths (see length_limits). The same dict, with the
     checkpoint and every option, goes beside each piece as NAME.json (see `write_sidecar`),
-    so a report can say how to make the piece again.
+    so a report can say how to make the piece again. `controls`: what to steer a model
+    with controls by ({"style", "key", "density", "instruments"}: any subset, as the CLI
+    takes them; midigen.controls.asked_row checks them against the model).
     """
     from midigen.checkpoint import load_model
     from midigen.midi_io import instrument_name, write_midi
@@ -77,6 +80,8 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
 
     check_options(temperature, top_k, top_p, num, max_events, seconds)
     model, config, ckpt = load_model(checkpoint, device=device)
+    controls = {k: v for k, v in (controls or {}).items() if v is not None}
+    cond = asked_row(model_controls(model), **controls)
     primer_ids = None if primer is None else primer_to_ids(primer, config, primer_seconds)
     seed = random_seed() if seed is None else int(seed)
     limits = length_limits(ckpt.split.get("lengths") or {}, seconds, max_events, min_seconds)
@@ -84,7 +89,8 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
                         seconds=limits["seconds"], temperature=temperature, top_k=top_k,
                         top_p=top_p, seed=seed, primer_ids=primer_ids, constrain=constrain,
                         min_seconds=limits["min_seconds"], max_note_s=limits["max_note_s"],
-                        cuda_graph=True)  # on CUDA only; the same pieces as the eager step
+                        cuda_graph=True,  # on CUDA only; the same pieces as the eager step
+                        cond=cond)
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +101,7 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
     options = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "num": num,
                "max_events": max_events, "seconds": seconds, "min_seconds": min_seconds,
                "primer": None if primer is None else str(Path(primer).resolve()),
-               "primer_seconds": primer_seconds, "constrain": constrain,
+               "primer_seconds": primer_seconds, "constrain": constrain, **controls,
                "from_training_lengths": {k: limits[k] for k in ("longest", "max_note_s")
                                          if limits[k] is not None} or None}
     rows = []

@@ -17,7 +17,7 @@ import torch
 
 from midigen.budget import Budget
 from midigen.checkpoint import Checkpoint, save_checkpoint
-from midigen.distributed import SINGLE, World, all_reduce_sums, shard
+from midigen.distributed import SINGLE, World, all_reduce_sums, shard_indices
 from midigen.metrics import METRICS_FILE, MetricsRow, append_row, read_rows
 from midigen.model import MusicRNN
 from midigen.tokenizer import TokenizerConfig
@@ -69,6 +69,8 @@ class Session:
     valid_sample: list | None = None  # what each eval_every scores (None: all of valid_ids)
     sample_seconds: float = 0.0
     eval_s: float = 0.0  # wall seconds spent scoring so far
+    valid_controls: object = None  # (P, COND_WIDTH) per validation piece (model with controls)
+    sample_controls: object = None  # the same for valid_sample's pieces
 
     def checkpoint(self) -> Checkpoint:
         rng = {"data": self.data_rng.get_state(), "torch": torch.get_rng_state()}
@@ -93,11 +95,14 @@ class Session:
 
         began = time.perf_counter()
         full = full or self.valid_sample is None
-        ids, seconds = ((self.valid_ids, self.valid_seconds) if full
-                        else (self.valid_sample, self.sample_seconds))
-        mine = shard(ids, self.world)  # under torchrun: this rank's share
-        scored = (nll_over_pieces(self.model, mine, device=self.device) if mine
-                  else {"total_nll": 0.0, "num_events": 0})
+        ids, seconds, controls = ((self.valid_ids, self.valid_seconds, self.valid_controls)
+                                  if full else (self.valid_sample, self.sample_seconds,
+                                                self.sample_controls))
+        chosen = shard_indices(ids, self.world)  # under torchrun: this rank's share
+        mine = [ids[i] for i in chosen]
+        controls = None if controls is None else controls[chosen]
+        scored = (nll_over_pieces(self.model, mine, device=self.device, controls=controls)
+                  if mine else {"total_nll": 0.0, "num_events": 0})
         total_nll, num_events = all_reduce_sums([scored["total_nll"], scored["num_events"]],
                                                 self.world, self.device)
         self.eval_s += time.perf_counter() - began

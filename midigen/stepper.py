@@ -21,6 +21,10 @@ waits on the launches. With `cuda_graph=True` the step is captured once per batc
 graph (the buffers above already stay put, which is what a graph needs) and each event is one
 replay of the same kernels, so the logits are the same as the eager step's.
 
+A model with controls (midigen.controls_model) reads a per-piece control vector beside every
+event's embedding; that part of layer 0's input projection is the same at every step, so
+`reset` folds it into a (B, G) gate offset added after the table lookup.
+
 The recurrent state is carried from step to step; the sequence is never re-run. Logits agree
 with `MusicRNN.forward` to float rounding (tests/test_sample.py checks LSTM and GRU).
 The model must be in eval mode semantics: dropout is not applied.
@@ -43,12 +47,17 @@ class Stepper:
         self.hidden = H = cfg.hidden
         self.vocab_size = cfg.vocab_size
         rnn = model.rnn
+        self.model = model
+        E = cfg.embed_dim
         with torch.no_grad():
             first = next(model.parameters())
             self.device, self.dtype = first.device, first.dtype
 
             def w(name):
-                return getattr(rnn, name).detach()
+                weight = getattr(rnn, name).detach()
+                return weight[:, :E] if name == "weight_ih_l0" else weight  # the event part
+
+            w_cond = rnn.weight_ih_l0.detach()[:, E:]  # (G, C): the controls' part, or empty
 
             # Weights stay (out, in) and are used as transposed views: MKL reads them as they
             # lie, as fast as a transposed copy would be, and loading needs no copies.
@@ -62,6 +71,7 @@ class Stepper:
                 self.table0 = torch.addmm(bias0, model.embed.weight.detach(),
                                           ifog(w("weight_ih_l0")).t())  # (V, 4H)
                 self.w_hh0_t = ifog(w("weight_hh_l0")).t()  # (H, 4H)
+                self.w_cond_t = ifog(w_cond).t()  # (C, 4H)
                 # Upper layers: gates = b + [x | h] @ [W_ih | W_hh].T, one addmm each.
                 self.w_cat_t = [ifog(torch.cat([w(f"weight_ih_l{k}"), w(f"weight_hh_l{k}")], 1)).t()
                                 for k in range(1, self.layers)]  # (2H, 4H)
@@ -80,6 +90,7 @@ class Stepper:
                 b_in0, self.b_hid0 = split_bias(0)
                 self.table0 = torch.addmm(b_in0, model.embed.weight.detach(), w("weight_ih_l0").t())
                 self.w_hh0_t = w("weight_hh_l0").t()  # (H, 3H)
+                self.w_cond_t = w_cond.t()  # (C, 3H)
                 pairs = [split_bias(k) for k in range(1, self.layers)]
                 self.b_in = [p[0] for p in pairs]
                 self.b_hid = [p[1] for p in pairs]
@@ -92,11 +103,12 @@ class Stepper:
         self.cuda_graph = cuda_graph and self.device.type == "cuda"
         self._graph, self.graph_error = None, None
 
-    def reset(self, batch_size: int, state=None) -> None:
+    def reset(self, batch_size: int, state=None, cond: torch.Tensor | None = None) -> None:
         """Zero state for `batch_size` pieces, or start from an nn.LSTM/nn.GRU style state.
 
         `state` is what `MusicRNN.forward` returns: (h, c) each (L, B, H) for LSTM, h for GRU;
-        a batch of 1 is broadcast to `batch_size` (a primer shared by every piece).
+        a batch of 1 is broadcast to `batch_size` (a primer shared by every piece). `cond`:
+        the controls (1 or B, COND_WIDTH) of a model that has them (None: none given).
         """
         B, H, L = batch_size, self.hidden, self.layers
         kw = {"device": self.device, "dtype": self.dtype}
@@ -118,6 +130,11 @@ class Stepper:
             self._rz_i, self._rz_h = gi[:, :2 * H], gh[:, :2 * H]
             self._r, self._z = gi[:, :H], gi[:, H:2 * H]  # after rz_i holds the sigmoid
             self._n_i, self._n_h = gi[:, 2 * H:], gh[:, 2 * H:]
+        self._cond_gates = None
+        if self.model.config.controls is not None:
+            with torch.inference_mode():
+                vector = self.model.control(cond, B, self.device).to(self.dtype)  # (B, C)
+                self._cond_gates = (vector @ self.w_cond_t).contiguous()  # (B, G)
         self._graph = None
         if self.cuda_graph:
             try:
@@ -181,6 +198,8 @@ class Stepper:
         for k in range(self.layers):
             if k == 0:
                 torch.index_select(self.table0, 0, ids, out=g)  # (B, 4H)
+                if self._cond_gates is not None:
+                    g.add_(self._cond_gates)
                 g.addmm_(self._h[0], self.w_hh0_t)
             else:
                 torch.addmm(self.b_cat[k - 1], self._xh[k], self.w_cat_t[k - 1], out=g)
@@ -197,6 +216,8 @@ class Stepper:
             h = self._h[k]
             if k == 0:
                 torch.index_select(self.table0, 0, ids, out=gi)  # (B, 3H)
+                if self._cond_gates is not None:
+                    gi.add_(self._cond_gates)
                 torch.addmm(self.b_hid0, h, self.w_hh0_t, out=gh)
             else:
                 torch.addmm(self.b_in[k - 1], self._h[k - 1], self.w_ih_t[k - 1], out=gi)

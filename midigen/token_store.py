@@ -39,7 +39,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no flock, single runs only
     fcntl = None
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added pieces.key (midigen.keys); a version-1 store gains the column
 SHARD_MAX_IDS = 1 << 30  # 2 GiB of uint16 per shard, then a new one
 COMPACT_DEAD_FRACTION = 0.25  # compact when dead bytes pass this share of live bytes ...
 COMPACT_MIN_DEAD_BYTES = 8 << 20  # ... and this many bytes
@@ -51,11 +51,13 @@ CREATE TABLE IF NOT EXISTS files (rel TEXT PRIMARY KEY, size INTEGER, mtime_ns I
                                   status TEXT, reason TEXT);
 CREATE TABLE IF NOT EXISTS pieces (rel TEXT, k INTEGER, name TEXT, shard TEXT, offset INTEGER,
                                    length INTEGER, checksum INTEGER, duration_s REAL,
-                                   num_notes INTEGER, programs TEXT, live INTEGER);
+                                   num_notes INTEGER, programs TEXT, live INTEGER,
+                                   key INTEGER);
 CREATE INDEX IF NOT EXISTS pieces_by_file ON pieces (rel, live);
 CREATE INDEX IF NOT EXISTS pieces_by_shard ON pieces (shard, offset);
 """
-_PIECE_COLUMNS = "rel, k, name, shard, offset, length, checksum, duration_s, num_notes, programs"
+_PIECE_COLUMNS = ("rel, k, name, shard, offset, length, checksum, duration_s, num_notes, "
+                  "programs, key")
 
 
 class StoreDamaged(Exception):
@@ -75,6 +77,7 @@ class PieceRow(NamedTuple):
     duration_s: float
     num_notes: int
     programs: str  # "0,33,128"
+    key: int | None = None  # 0..23 (midigen.keys); None: no pitched notes, or read before v2
 
 
 def checksum(ids: np.ndarray) -> int:
@@ -143,6 +146,12 @@ class TokenStore:
             if version is None:
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
                                 (str(SCHEMA_VERSION),))
+            elif version[0] == "1":  # keys unknown for its pieces: estimated from their ids
+                self.db.execute("BEGIN IMMEDIATE")
+                if "key" not in {r[1] for r in self.db.execute("PRAGMA table_info(pieces)")}:
+                    self.db.execute("ALTER TABLE pieces ADD COLUMN key INTEGER")
+                self.db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+                self.db.execute("COMMIT")
             elif version[0] != str(SCHEMA_VERSION):
                 raise StoreDamaged
         except sqlite3.OperationalError as e:
@@ -293,7 +302,7 @@ class TokenStore:
                     _append(f, ids)
                     rows.append(PieceRow(rel, k, piece["name"], name, position, len(ids),
                                          checksum(ids), piece["duration_s"], piece["num_notes"],
-                                         ",".join(map(str, piece["programs"]))))
+                                         ",".join(map(str, piece["programs"])), piece.get("key")))
                     position += len(ids)
             f.flush()
             os.fsync(f.fileno())
@@ -319,7 +328,7 @@ class TokenStore:
                            [(rel, size, mtime, r["status"], r.get("reason"))
                             for rel, size, mtime, r in found])
             db.executemany(f"INSERT INTO pieces ({_PIECE_COLUMNS}, live) VALUES "
-                           "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                           "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
                            rows)
             db.execute("COMMIT")
         except BaseException:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from midigen.batches import build_stream, random_windows, stretch_pieces
+from midigen.batches import build_stream, random_windows, random_windows_placed, stretch_pieces
 from midigen.budget import Budget
 from midigen.checkpoint import Checkpoint
 from midigen.device import autocast, out_of_memory_as_error, pick_device
@@ -69,13 +69,15 @@ def _progress(console):
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-               y: torch.Tensor, grad_clip: float = 1.0) -> torch.Tensor:
-    """One optimizer step on a batch of windows (x, y: (B, T) ids, y is x shifted by one).
+               y: torch.Tensor, grad_clip: float = 1.0, cond: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    """One optimizer step on a batch of windows (x, y: (B, T) ids, y is x shifted by one;
+    cond: (B, COND_WIDTH) controls of a model that has them).
 
     Returns the loss, detached and still on the device (reading it would wait for the device).
     """
     with autocast(x.device):
-        logits, _ = model(x)  # (B, T, V)
+        logits, _ = model(x) if cond is None else model(x, cond=cond)  # (B, T, V)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -132,6 +134,13 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
         raise MidigenError(f"the training split holds {len(stream)} events, too few for one "
                            f"window of {config.seq_len}: use a smaller --seq-len or more music")
     valid_ids = [np.asarray(p.ids) for p in valid_pieces]
+    controls = None  # a model with controls: each window's (midigen.controls_train)
+    if model_config.controls is not None:
+        from midigen.controls_train import training_controls
+
+        controls, valid_rows = training_controls(model_config.controls, train_pieces,
+                                                 valid_pieces, tokenizer_config,
+                                                 config.time_stretch > 0)
     tokens_per_step = config.batch_size * config.seq_len  # of the global batch
     my_rows = batch_rows(config.batch_size, world)  # this rank's windows of each batch
 
@@ -143,9 +152,12 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
                    split, valid_ids, float(sum(p.duration_s for p in valid_pieces)),
                    corpus_source, corpus_summary or {}, world=world)
     # Every eval_every scores the same seeded sample; the end of training scores it all.
-    run.valid_sample, run.sample_seconds = validation_sample(
+    run.valid_sample, run.sample_seconds, chosen = validation_sample(
         valid_ids, [p.duration_s for p in valid_pieces], config.valid_events
-        or default_valid_events(config.eval_every, config.batch_size, config.seq_len), config.seed)
+        or default_valid_events(config.eval_every, config.batch_size, config.seq_len), config.seed,
+        with_indices=True)
+    if controls is not None:
+        run.valid_controls, run.sample_controls = valid_rows, valid_rows[chosen]
     if init_from is not None:
         model.load_state_dict(init_from.model_state)
     if resume_from is not None:
@@ -186,10 +198,18 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
             lr = lr_at(step, budget.total_steps, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = random_windows(stream, config.batch_size, config.seq_len, run.data_rng,
-                                  config.transpose, rows=my_rows)  # (b, T) each
+            cond = None
+            if controls is None:
+                x, y = random_windows(stream, config.batch_size, config.seq_len, run.data_rng,
+                                      config.transpose, rows=my_rows)  # (b, T) each
+            else:
+                x, y, offsets, shift = random_windows_placed(
+                    stream, config.batch_size, config.seq_len, run.data_rng, config.transpose,
+                    rows=my_rows)
+                cond = controls.rows(stream, offsets, shift, y, run.data_rng, config.batch_size,
+                                     my_rows).to(device)  # (b, COND_WIDTH)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss_sum += train_step(trained, optimizer, x, y, config.grad_clip)
+            loss_sum += train_step(trained, optimizer, x, y, config.grad_clip, cond)
             loss_count += 1
             step = run.step = step + 1
 

@@ -16,7 +16,7 @@ def inspect(
         help="Checkpoint file or run folder (its best). Default: newest run under checkpoints/.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
 ) -> None:
-    """Show what a checkpoint holds: configs, step, losses, size, corpus."""
+    """Show what a checkpoint holds: configs, step, losses, size, corpus, controls."""
     from midigen.checkpoint import load_checkpoint
     from midigen.metrics import MetricsRow
 
@@ -38,6 +38,11 @@ def inspect(
         "corpus": {k: ckpt.corpus_summary.get(k) for k in
                    ("folder", "files_read", "files_skipped", "pieces", "notes", "events", "hours")},
     }
+    if ckpt.model_config.controls is not None:
+        from midigen.controls import ControlSpec
+
+        info["controls"] = ControlSpec.from_dict(ckpt.model_config.controls).describe()
+        info["model"] = {k: v for k, v in info["model"].items() if k != "controls"}
     if as_json:
         print_json(info)
         return
@@ -49,7 +54,10 @@ def inspect(
     table.add_column("value", overflow="fold")
     for key in ("midigen_version", "step", "total_steps", "best_valid_nll", "parameters"):
         table.add_row("", key, f"{info[key]:,}" if isinstance(info[key], int) else str(info[key]))
-    for section in ("latest_metrics", "tokenizer", "model", "training", "split", "corpus"):
-        for i, (k, v) in enumerate(info[section].items()):
+    for section in ("latest_metrics", "tokenizer", "model", "controls", "training", "split",
+                    "corpus"):
+        for i, (k, v) in enumerate(info.get(section, {}).items()):
+            if isinstance(v, list) and section == "controls":
+                v = ", ".join(map(str, v))
             table.add_row(section if i == 0 else "", k, f"{v:.4g}" if isinstance(v, float) else str(v))
     out.print(table)

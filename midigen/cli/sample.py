@@ -17,6 +17,7 @@ from midigen.errors import MidigenError
 _SAMPLING = "Sampling"
 _LENGTH = "Length"
 _OUTPUT = "Output"
+_CONTROLS = "Controls (a model trained with --controls; any subset)"
 
 
 # Checks raise MidigenError, which app.py turns into one line and exit 1.
@@ -94,6 +95,20 @@ def sample(
     render: Annotated[bool, typer.Option(
         "--render", rich_help_panel=_OUTPUT,
         help="Also render each piece to a WAV (FluidSynth) and a piano-roll PNG.")] = False,
+    style: Annotated[str | None, typer.Option(
+        "--style", rich_help_panel=_CONTROLS,
+        help="Play like this style of the training corpus (a folder name, or a label from "
+        "its --styles file; `midigen inspect` lists them).")] = None,
+    key: Annotated[str | None, typer.Option(
+        "--key", rich_help_panel=_CONTROLS,
+        help="Play in this key: a tonic and a mode, e.g. \"D minor\", \"F# major\", \"Bbm\".")] = None,
+    density: Annotated[float | None, typer.Option(
+        "--density", rich_help_panel=_CONTROLS,
+        help="About this many notes per second (the model's nearest density bin).")] = None,
+    instruments: Annotated[str | None, typer.Option(
+        "--instruments", rich_help_panel=_CONTROLS,
+        help="Play on these instruments, comma-separated GM names or numbers, e.g. "
+        "\"piano,violin\" or \"0,40\" or \"drums\" (those the model was trained on).")] = None,
     report: Annotated[bool, typer.Option(
         "--report", rich_help_panel=_OUTPUT,
         help="Also write a page to listen to and compare the pieces in the output folder: "
@@ -109,7 +124,9 @@ def sample(
                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                            primer=primer, primer_seconds=primer_seconds, force=force,
                            constrain=not no_constrain, min_seconds=min_seconds,
-                           device=str(pick_device(device)))
+                           device=str(pick_device(device)),
+                           controls={"style": style, "key": key, "density": density,
+                                     "instruments": instruments})
     rendered = []
     if render:
         from midigen.render import render_samples

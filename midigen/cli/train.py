@@ -13,11 +13,24 @@ from typing import Annotated
 
 import typer
 
-from midigen.cli.app import app, out, print_note
+from midigen.cli.app import EXIT_USAGE, app, fail, out, print_note
 from midigen.errors import MidigenError
 from midigen.stopping import exit_code
 
 _MODEL, _TRAIN, _TOKENS, _RUN = "Model", "Training", "Tokenizer", "Run folder"
+_CONTROLS = "Controls"
+
+
+def _control_names(value: str | None):
+    """--controls checked before anything is read: a bad name is one line and exit 2 (usage)."""
+    if value is None:
+        return None
+    from midigen.controls import parse_control_names
+
+    try:
+        return ",".join(parse_control_names(value))
+    except MidigenError as e:
+        fail(f"--controls: {e}", EXIT_USAGE)
 
 
 class Cell(str, enum.Enum):
@@ -76,6 +89,17 @@ def train(
     run_dir: Annotated[Path | None, _opt("Where best.pt / last.pt go (default checkpoints/<time>-<corpus>).", _RUN)] = None,
     resume: Annotated[Path | None, _opt("Continue this run folder exactly where it stopped.", _RUN, exists=True, file_okay=False)] = None,
     init_from: Annotated[Path | None, _opt("Start from this checkpoint's weights (fine-tune).", _RUN, exists=True)] = None,
+    controls: Annotated[str | None, typer.Option(
+        "--controls", rich_help_panel=_CONTROLS, callback=_control_names,
+        help="Learn controls to steer sampling by, comma-separated (or all): style (the "
+        "first folder under the corpus, or --styles), key (written in the score, else heard "
+        "in the notes), density (notes per second, 8 bins from the corpus), instruments (the "
+        "GM programs / drums a piece uses). Each is hidden at random while training, so any "
+        "subset can be given to `midigen sample`. Default: none (today's model).")] = None,
+    styles: Annotated[Path | None, typer.Option(
+        "--styles", rich_help_panel=_CONTROLS, exists=True, dir_okay=False,
+        help="Style labels instead of folders: a CSV of `file,style` lines or a JSON object "
+        "{file: style}; a file is named by its path under the corpus, file name or stem.")] = None,
     gpus: Annotated[int | None, typer.Option(
         "--gpus", "--nproc", min=1, rich_help_panel=_TRAIN,
         help="Train one model with N processes on this machine (one per GPU, DDP); starts "
@@ -100,7 +124,8 @@ def train(
     token_opts = {"steps_per_second": steps_per_second, "num_velocity_bins": velocity_bins,
                   "use_programs": False if no_programs else None}
     given = lambda d: {k: v for k, v in d.items() if v is not None}
-    extra = [*given(model_opts), *given(train_opts), *given(token_opts)]
+    extra = [*given(model_opts), *given(train_opts), *given(token_opts),
+             *(["controls"] if controls else []), *(["styles"] if styles else [])]
     if resume is not None and (corpus or run_dir or init_from or extra):
         raise MidigenError("--resume continues a run with its own corpus and settings; "
                            f"drop {', '.join(extra) or 'the other options'} (only --device may change)")
@@ -116,7 +141,9 @@ def train(
             result = resume_run(resume, device.value, console=console, on_note=note)
         else:
             result = start_run(corpus, given(model_opts), given(train_opts), given(token_opts),
-                               device.value, run_dir, init_from, console=console, on_note=note)
+                               device.value, run_dir, init_from, console=console, on_note=note,
+                               controls=tuple(controls.split(",")) if controls else None,
+                               styles_file=styles)
     if world.is_main:
         report_training(result)
     elif result.interrupted and result.stop_signal is not None:
