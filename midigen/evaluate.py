@@ -4,6 +4,7 @@ Pieces are scored whole, in long windows with the recurrent state carried from o
 the next, so every event is predicted from everything before it in its piece (as when
 sampling). Short independent chunks would restart the model cold every few hundred events
 and overstate the loss. Pieces of similar length are batched together; padding is masked.
+A batch that does not fit in device memory is scored in halves (then in shorter windows).
 
 `nll_over_pieces` is the one scoring function: training's validation and `midigen evaluate`
 both call it, so the two numbers are the same number. During training, each --eval-every
@@ -21,9 +22,11 @@ import numpy as np
 import torch
 
 from midigen.errors import MidigenError
+from midigen.memory import free_memory
 from midigen.vocabulary import vocabulary
 
 LOG2 = math.log(2.0)
+MIN_WINDOW_EVENTS = 64  # below this, halving the window to fit in memory is not worth it
 
 
 def nll_over_pieces(model, pieces_ids: Sequence, device="cpu", window_events: int = 2048,
@@ -49,6 +52,7 @@ def nll_over_pieces(model, pieces_ids: Sequence, device="cpu", window_events: in
                            "with the model's own tokenizer settings")
     order = sorted(range(len(arrays)), key=lambda i: -len(arrays[i]))
     total_events = sum(len(a) - 1 for a in arrays)
+    device = torch.device(device)
     was_training = model.training
     model.eval()
     total_nll = 0.0
@@ -57,30 +61,64 @@ def nll_over_pieces(model, pieces_ids: Sequence, device="cpu", window_events: in
         with torch.inference_mode():
             for b0 in range(0, len(order), batch_pieces):
                 batch = [arrays[i] for i in order[b0:b0 + batch_pieces]]
-                lengths = torch.tensor([len(a) for a in batch])
-                padded = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
-                for row, a in enumerate(batch):
-                    padded[row, :len(a)] = torch.from_numpy(a.astype(np.int64))
-                padded = padded.to(device)
-                kw = {} if controls is None else {"cond": torch.from_numpy(
-                    controls[order[b0:b0 + batch_pieces]]).to(device)}
-                state = None
-                num_inputs = padded.shape[1] - 1
-                for t0 in range(0, num_inputs, window_events):
-                    t1 = min(t0 + window_events, num_inputs)
-                    logits, state = model(padded[:, t0:t1], state, **kw)  # (B, W, V)
-                    targets = padded[:, t0 + 1:t1 + 1]  # (B, W)
-                    log_p = torch.log_softmax(logits.float(), dim=-1)
-                    picked = log_p.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, W)
-                    positions = torch.arange(t0 + 1, t1 + 1, device=padded.device)
-                    valid = positions.unsqueeze(0) < lengths.to(padded.device).unsqueeze(1)
-                    total_nll -= float(picked[valid].sum())
-                    done += int(valid.sum())
-                    if on_progress is not None:
-                        on_progress(done, total_events)
+                report = None if on_progress is None else (
+                    lambda n, done=done: on_progress(done + n, total_events))
+                rows = None if controls is None else controls[order[b0:b0 + batch_pieces]]
+                nll, count = _fitting(model, batch, rows, device, window_events, report)
+                total_nll += nll
+                done += count
     finally:
         model.train(was_training)
     return summarise_nll(total_nll, done, num_pieces=len(arrays))
+
+
+def _fitting(model, batch: list, controls, device: torch.device, window_events: int,
+             report=None) -> tuple[float, int]:
+    """_score_batch, in halves (then shorter windows) when it runs out of device memory: the
+    score is the same, only the work is cut up (midigen.memory)."""
+    try:
+        return _score_batch(model, batch, controls, device, window_events, report)
+    except torch.OutOfMemoryError:
+        if len(batch) == 1 and window_events <= MIN_WINDOW_EVENTS:
+            raise MidigenError(f"the device ran out of memory scoring one piece in windows of "
+                               f"{window_events} events: use a smaller model or the CPU") from None
+    free_memory(device)
+    if len(batch) == 1:
+        return _fitting(model, batch, controls, device, window_events // 2, report)
+    half = (len(batch) + 1) // 2
+    first = _fitting(model, batch[:half], None if controls is None else controls[:half],
+                     device, window_events, report)
+    second = _fitting(model, batch[half:], None if controls is None else controls[half:],
+                      device, window_events, report and (lambda n: report(first[1] + n)))
+    return first[0] + second[0], first[1] + second[1]
+
+
+def _score_batch(model, batch: list, controls, device: torch.device, window_events: int,
+                 report=None) -> tuple[float, int]:
+    """Summed NLL and count of the events after START of a batch of pieces (padding masked),
+    state carried from window to window; `controls` (b, COND_WIDTH) or None, as `cond`."""
+    lengths = torch.tensor([len(a) for a in batch])
+    padded = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
+    for row, a in enumerate(batch):
+        padded[row, :len(a)] = torch.from_numpy(a.astype(np.int64))
+    padded = padded.to(device)
+    kw = {} if controls is None else {"cond": torch.from_numpy(controls).to(device)}
+    state = None
+    num_inputs = padded.shape[1] - 1
+    total_nll, done = 0.0, 0
+    for t0 in range(0, num_inputs, window_events):
+        t1 = min(t0 + window_events, num_inputs)
+        logits, state = model(padded[:, t0:t1], state, **kw)  # (B, W, V)
+        targets = padded[:, t0 + 1:t1 + 1]  # (B, W)
+        log_p = torch.log_softmax(logits.float(), dim=-1)
+        picked = log_p.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, W)
+        positions = torch.arange(t0 + 1, t1 + 1, device=padded.device)
+        valid = positions.unsqueeze(0) < lengths.to(padded.device).unsqueeze(1)
+        total_nll -= float(picked[valid].sum())
+        done += int(valid.sum())
+        if report is not None:
+            report(done)
+    return total_nll, done
 
 
 # Scoring an event cost 0.48x training on one (2 x 256 LSTM, CPU, pieces batched 16 at a

@@ -88,7 +88,8 @@ def start_run(corpus: Path | None, model_opts: dict, train_opts: dict, token_opt
     run_dir = broadcast_object(run_dir or new_run_dir(name), current_world())
     result = train(pieces, tokenizer_config, model_config, config, run_dir,
                    corpus_source=None if corpus is None else str(loaded.folder),
-                   corpus_summary=loaded.summary, init_from=init, console=console)
+                   corpus_summary=loaded.summary, init_from=init, console=console,
+                   on_note=on_note)
     result.pieces, result.config, result.tokenizer_config = pieces, config, tokenizer_config
     return result
 
@@ -131,7 +132,7 @@ def resume_run(run_dir: Path, device: str = "auto", console=None, on_note=None) 
         console.print(f"resuming {run_dir} at step {ckpt.step}")
     result = train(pieces, ckpt.tokenizer_config, ckpt.model_config, config, run_dir,
                    corpus_source=source, corpus_summary=loaded.summary, resume_from=ckpt,
-                   console=console)
+                   console=console, on_note=on_note)
     result.pieces, result.config, result.tokenizer_config = pieces, config, ckpt.tokenizer_config
     return result
 

@@ -75,6 +75,7 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
     takes them; midigen.controls.asked_row checks them against the model).
     """
     from midigen.checkpoint import load_model
+    from midigen.device import out_of_memory_as_error
     from midigen.midi_io import instrument_name, write_midi
     from midigen.sample import _prefix, random_seed, sample_ids  # the loop imports this module
 
@@ -85,12 +86,16 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
     primer_ids = None if primer is None else primer_to_ids(primer, config, primer_seconds)
     seed = random_seed() if seed is None else int(seed)
     limits = length_limits(ckpt.split.get("lengths") or {}, seconds, max_events, min_seconds)
-    pieces = sample_ids(model, config, num=num, max_events=limits["max_events"],
-                        seconds=limits["seconds"], temperature=temperature, top_k=top_k,
-                        top_p=top_p, seed=seed, primer_ids=primer_ids, constrain=constrain,
-                        min_seconds=limits["min_seconds"], max_note_s=limits["max_note_s"],
-                        cuda_graph=True,  # on CUDA only; the same pieces as the eager step
-                        cond=cond)
+    # Not split into smaller batches on running out of memory: the seed's draws are made for
+    # the whole batch at once, so a split batch would give other pieces for the same seed.
+    with out_of_memory_as_error(f"sampling {num} pieces at once",
+                                "sample fewer at a time (-n) with different --seed values"):
+        pieces = sample_ids(model, config, num=num, max_events=limits["max_events"],
+                            seconds=limits["seconds"], temperature=temperature, top_k=top_k,
+                            top_p=top_p, seed=seed, primer_ids=primer_ids, constrain=constrain,
+                            min_seconds=limits["min_seconds"], max_note_s=limits["max_note_s"],
+                            cuda_graph=True,  # on CUDA only; the same pieces as the eager step
+                            cond=cond)
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

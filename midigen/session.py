@@ -71,6 +71,7 @@ class Session:
     eval_s: float = 0.0  # wall seconds spent scoring so far
     valid_controls: object = None  # (P, COND_WIDTH) per validation piece (model with controls)
     sample_controls: object = None  # the same for valid_sample's pieces
+    micro_batch: int | None = None  # windows per forward/backward (midigen.memory), if split
 
     def checkpoint(self) -> Checkpoint:
         rng = {"data": self.data_rng.get_state(), "torch": torch.get_rng_state()}
@@ -79,7 +80,8 @@ class Session:
         train_config = {**self.config.to_dict(), "total_steps": self.budget.total_steps,
                         "seconds_used": round(self.budget.seconds_used(), 3),
                         "corpus": self.corpus_source, "device_used": str(self.device),
-                        "world_size": self.world.world_size}
+                        "world_size": self.world.world_size,
+                        "micro_batch": self._split_batch()}
         return Checkpoint(
             tokenizer_config=self.tokenizer_config, model_config=self.model.config,
             train_config=train_config, model_state=self.model.state_dict(),
@@ -87,6 +89,11 @@ class Session:
             best_valid_loss=None if self.best == math.inf else self.best, split=self.split,
             corpus_summary=self.corpus_summary,
             metrics=self.last_eval.to_dict() if self.last_eval else {}, rng_state=rng)
+
+    def _split_batch(self) -> int | None:
+        """The micro-batch when a step's windows did not fit in memory at once, else None."""
+        rows = self.config.batch_size // self.world.world_size
+        return self.micro_batch if self.micro_batch and self.micro_batch < rows else None
 
     def evaluate(self, full: bool = True) -> dict:
         """Validation NLL over whole pieces with carried state, as MetricsRow fields: of the

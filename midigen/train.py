@@ -15,6 +15,7 @@ Choices (measured, see bench/compare_batching.py and the README):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from midigen.distributed import StopVote, batch_rows, current_world, mean_over_r
 from midigen.errors import MidigenError
 from midigen.evaluate import default_valid_events, validation_sample
 from midigen.lengths import length_stats
+from midigen.memory import find_micro_batch, micro_batch_note
 from midigen.metrics import METRICS_FILE, MetricsRow, write_rows
 from midigen.model import ModelConfig, MusicRNN
 from midigen.session import Session
@@ -69,21 +71,36 @@ def _progress(console):
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-               y: torch.Tensor, grad_clip: float = 1.0, cond: torch.Tensor | None = None
-               ) -> torch.Tensor:
+               y: torch.Tensor, grad_clip: float = 1.0, cond: torch.Tensor | None = None,
+               micro_batch: int | None = None) -> torch.Tensor:
     """One optimizer step on a batch of windows (x, y: (B, T) ids, y is x shifted by one;
     cond: (B, COND_WIDTH) controls of a model that has them).
 
+    `micro_batch` (see midigen.memory): run the windows in slices of at most that many and add
+    up their gradients, each weighted by its share of the rows: the gradient of the whole
+    batch's mean loss, in less memory. Under DDP only the last slice synchronises.
     Returns the loss, detached and still on the device (reading it would wait for the device).
     """
-    with autocast(x.device):
-        logits, _ = model(x) if cond is None else model(x, cond=cond)  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    rows = x.shape[0]
+    size = micro_batch or rows
+    conds = [None] * len(x.split(size)) if cond is None else cond.split(size)
+    slices = list(zip(x.split(size), y.split(size), conds))
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    total = torch.zeros((), device=x.device)
+    for i, (xs, ys, cs) in enumerate(slices):
+        last = i == len(slices) - 1
+        with (contextlib.nullcontext() if last or not hasattr(model, "no_sync")
+              else model.no_sync()):
+            with autocast(x.device):
+                logits, _ = model(xs) if cs is None else model(xs, cond=cs)  # (b, T, V)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ys.reshape(-1))
+                if len(slices) > 1:
+                    loss = loss * (xs.shape[0] / rows)
+            loss.backward()
+        total += loss.detach()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
-    return loss.detach()
+    return total
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig,
@@ -97,10 +114,11 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
           config: TrainConfig, run_dir: Path, *, corpus_source: str | None = None,
           corpus_summary: dict | None = None, init_from: Checkpoint | None = None,
           resume_from: Checkpoint | None = None, console=None,
-          stop_after_steps: int | None = None) -> TrainResult:
+          stop_after_steps: int | None = None, on_note=None) -> TrainResult:
     """Train a model on `pieces` (objects with .name .file .ids .duration_s), writing best.pt,
     last.pt, metrics.jsonl and curves.png into run_dir. `stop_after_steps` stops this session
-    early, as Ctrl-C would (tests use it to check that resuming is exact).
+    early, as Ctrl-C would (tests use it to check that resuming is exact). `on_note(line)` hears
+(on rank 0) that the batch did not fit in GPU memory and is run in micro-batches.
 
     Under torchrun (a process group is running, see midigen.distributed) every rank calls
     this: each trains on its slice of each global batch of `config.batch_size` windows, DDP
@@ -166,6 +184,10 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
         run_dir.mkdir(parents=True, exist_ok=True)
         write_rows(run_dir / METRICS_FILE, run.rows)
     budget, step = run.budget, run.step
+    rows = my_rows.stop - my_rows.start
+    run.micro_batch = find_micro_batch(model, rows, config.seq_len, device, world)
+    if run.micro_batch < rows and on_note is not None and world.is_main:
+        on_note(micro_batch_note(rows, run.micro_batch, config.seq_len, world))
     trained = wrap(model, world, device)  # DDP: the gradients are averaged over the ranks
 
     # --- the loop ------------------------------------------------------------------------------
@@ -176,8 +198,8 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
     progress = _progress(console)
     vote = StopVote(world)
     out_of_memory = out_of_memory_as_error(
-        f"training batches of {my_rows.stop - my_rows.start} x {config.seq_len} events per "
-        "process", "use a smaller --batch-size or --seq-len, or more GPUs (--gpus N)")
+        f"training micro-batches of {run.micro_batch} x {config.seq_len} events",
+        "use a smaller --batch-size or --seq-len, or more GPUs (--gpus N)")
     with StopOnSignals() as stop, progress, out_of_memory:
         task = progress.add_task("train", total=budget.total_steps, completed=step, loss="-",
                                  val=_fmt(run.last_eval), tps="-")
@@ -209,7 +231,8 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
                 cond = controls.rows(stream, offsets, shift, y, run.data_rng, config.batch_size,
                                      my_rows).to(device)  # (b, COND_WIDTH)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss_sum += train_step(trained, optimizer, x, y, config.grad_clip, cond)
+            loss_sum += train_step(trained, optimizer, x, y, config.grad_clip, cond,
+                                   run.micro_batch)
             loss_count += 1
             step = run.step = step + 1
 

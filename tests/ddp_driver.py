@@ -5,23 +5,28 @@ Trains the toy corpus three ways inside one process group, so the test pays for 
   half/  rank 1 alone asks to stop after 4 steps (rank 0 must stop with it), then the group
          resumes from half/last.pt to step 8 (a copy of the step-4 checkpoint is kept as
          half4.pt for a single-process resume in the test);
-  clock/ a --minutes run: rank 0's clock plans and ends it, and both ranks end at one step.
+  clock/ a --minutes run: rank 0's clock plans and ends it, and both ranks end at one step;
+  split/ as full/, but rank 1 alone "runs out of GPU memory" above 2 windows: both ranks must
+         agree on micro-batches of 2 and train the same model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 import torch.distributed as dist
 
+from midigen import memory
 from midigen.checkpoint import load_checkpoint
 from midigen.distributed import session
 from midigen.events import Note, notes_to_array
-from midigen.model import ModelConfig
+from midigen.model import ModelConfig, MusicRNN
 from midigen.tokenizer import TokenizerConfig, encode_notes, vocabulary
 from midigen.train import TrainConfig, train
 
@@ -75,6 +80,25 @@ def main(out: Path) -> None:
         ends = [None, None]
         dist.all_gather_object(ends, (clock.step, clock.total_steps, clock.interrupted))
         assert ends[0] == ends[1] and not ends[0][2], ends
+        with fake_memory(rows=2 if world.rank == 1 else None):
+            train(pieces, TOK, MODEL, CONFIG, out / "split")
+
+
+@contextlib.contextmanager
+def fake_memory(rows: int | None):
+    """The CPU probed as a GPU (midigen.memory), out of memory above `rows` (None: never)."""
+    forward = MusicRNN.forward
+
+    def limited(self, ids, state=None, **kw):
+        if rows is not None and ids.shape[0] > rows:
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        return forward(self, ids, state, **kw)
+
+    memory.PROBED_DEVICE_TYPES, MusicRNN.forward = ("cpu",), limited
+    try:
+        yield
+    finally:
+        memory.PROBED_DEVICE_TYPES, MusicRNN.forward = ("cuda", "mps"), forward
 
 
 if __name__ == "__main__":
