@@ -158,7 +158,8 @@ def timed_rss(cmd: list[str], env: dict) -> tuple[float, float, str]:
     return seconds, usage.ru_maxrss / 1024, out.decode()
 
 
-def bench_size(size: int, home: Path, impls: list[Midigen], cold: bool) -> list[dict]:
+def bench_size(size: int, home: Path, impls: list[Midigen], cold: bool,
+               corpus_only: bool = False) -> list[dict]:
     folder = make_corpus(size, home)
     probe = folder / "0000" / "zz-probe.mid"
     victim = next((folder / "0001").iterdir()) if size > PER_FOLDER else None
@@ -187,6 +188,8 @@ def bench_size(size: int, home: Path, impls: list[Midigen], cold: bool) -> list[
             victim.write_bytes(original)
             impl.corpus(folder)  # back in step with the folder for the next impl / run
         print(json.dumps(row), flush=True)
+        if corpus_only:
+            continue
         row.update(impl.train_start(folder))
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -198,6 +201,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000])
     parser.add_argument("--baseline", help="git revision to compare with (e.g. cdca25d)")
     parser.add_argument("--no-cold", action="store_true", help="reuse stores from a run before")
+    parser.add_argument("--corpus-only", action="store_true", help="skip train start-up rows")
     args = parser.parse_args()
     cache = Path(os.environ.get("MIDIGEN_CACHE") or Path.home() / ".cache" / "midigen")
     home = cache / "bench-scale"
@@ -219,7 +223,7 @@ def main() -> None:
     print(json.dumps({"start_up_s": floor, "model_only_rss_mb": model_rss}), flush=True)
     rows = []
     for size in args.sizes:
-        rows += bench_size(size, home, impls, cold=not args.no_cold)
+        rows += bench_size(size, home, impls, not args.no_cold, args.corpus_only)
     print(f"\nstart-up (corpus of an empty folder): {floor:.2f} s; torch + the 2 x 256 LSTM + "
           f"one training step, no corpus: {model_rss:.0f} MB\n")
     print("| impl | files | cold files/s | cached s | +1 new s | 1 changed s | -1 deleted s | "

@@ -16,6 +16,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,9 @@ import numpy as np
 from midigen import midi_io
 from midigen.errors import MidigenError
 from midigen.fileio import write_error
+from midigen.listing import Listing, find_score_files, list_scores  # noqa: F401 (re-exported)
 from midigen.paths import builtin_corpus_dir, cache_dir
+from midigen.piece_table import FileTable, PieceTable
 from midigen.reading import Progress, read_files, worker_pool
 from midigen.token_store import StoreDamaged, TokenStore
 from midigen.tokenizer import DRUM_KEY, TokenizerConfig, vocabulary
@@ -49,37 +53,40 @@ class PieceTokens:
         return [midi_io.instrument_name(p, p == DRUM_KEY) for p in self.programs]
 
 
+class PieceList(Sequence):
+    """The pieces of a corpus, made on access from the store's columns and shard maps.
+
+    `midigen corpus` of 300,000 files needs none of them (its summary comes from the
+    columns); training makes each one once.
+    """
+
+    def __init__(self, table: PieceTable, maps: dict[str, np.ndarray]):
+        self.table, self._maps = table, maps
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        t = self.table
+        offset = int(t.offset[i])
+        return PieceTokens(t.name[i], t.rel[i], self._maps[t.shard[i]][offset:offset + int(t.length[i])],
+                           float(t.duration_s[i]), int(t.num_notes[i]),
+                           tuple(int(p) for p in t.programs[i].split(",") if p), t.key[i])
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
 @dataclass
 class Corpus:
     """The pieces of a folder, the tokenizer they were spelled with, and a summary."""
 
     folder: Path
     config: TokenizerConfig
-    pieces: list[PieceTokens]
+    pieces: Sequence[PieceTokens]
     summary: dict = field(default_factory=dict)
-
-
-def find_score_files(folder: str | os.PathLike) -> list[Path]:
-    """Every score file under folder, recursively (suffixes of any case), sorted."""
-    return [Path(full) for _, full in _walk_scores(folder)]
-
-
-def _walk_scores(folder: str | os.PathLike) -> list[tuple[str, str]]:
-    """(path relative to folder with '/', full path) of every score file, sorted.
-
-    Plain strings, not Path objects: on a cached run over thousands of files, walking the
-    folder is most of the work, and pathlib would double it.
-    """
-    top = os.fspath(folder)
-    found = []
-    for root, dirs, files in os.walk(top):
-        dirs.sort()
-        rel_root = os.path.relpath(root, top).replace(os.sep, "/")
-        prefix = "" if rel_root == "." else rel_root + "/"
-        found += [(prefix + f, os.path.join(root, f)) for f in files
-                  if os.path.splitext(f)[1].lower() in midi_io.SCORE_SUFFIXES]
-    found.sort()
-    return found
 
 
 def cache_root() -> Path:
@@ -115,110 +122,113 @@ def load_corpus(folder: str | os.PathLike | None, config: TokenizerConfig | None
     if not folder.is_dir():
         raise MidigenError(f"corpus folder not found: {folder}")
 
-    files = _walk_scores(folder)
+    listing = list_scores(folder)
     directory = cache_dir_for(folder, config)
     with TokenStore(directory) as store:
         try:
-            entries, rows, num_read = _update_store(store, files, config, jobs, progress)
+            files, pieces, num_read = _update_store(store, folder, listing, config, jobs,
+                                                    progress)
         except StoreDamaged:
             store.rebuild("its database was damaged")
-            entries, rows, num_read = _update_store(store, files, config, jobs, progress)
-        arrays = store.arrays(rows)
-        store.compact_if_worth_it()
+            files, pieces, num_read = _update_store(store, folder, listing, config, jobs,
+                                                    progress)
+        maps = store.maps(pieces)  # before compaction: maps stay valid after an unlink
+        wrote = num_read or store.generation != store.loaded_generation
+        if wrote and store.compact_if_worth_it():
+            store.save_tables(*store.sql_tables())
         notes = store.notes
-    pieces = [PieceTokens(r.name, r.rel, ids, r.duration_s, r.num_notes,
-                          tuple(int(p) for p in r.programs.split(",") if p), r.key)
-              for r, ids in zip(rows, arrays)]
-    summary = summarize(folder, entries, pieces)
-    summary.update(files_from_cache=len(entries) - num_read, files_parsed=num_read,
+    summary = summarize(folder, files, pieces)
+    summary.update(files_from_cache=len(files) - num_read, files_parsed=num_read,
                    cache=str(directory), seconds=round(time.perf_counter() - began, 3))
     if notes:
         summary["store_notes"] = notes
-    return Corpus(folder=folder, config=config, pieces=pieces, summary=summary)
+    return Corpus(folder=folder, config=config, pieces=PieceList(pieces, maps), summary=summary)
 
 
-def _update_store(store: TokenStore, files: list[tuple[str, str]], config: TokenizerConfig,
-                  jobs: int | None, progress: Progress | None):
+def _update_store(store: TokenStore, folder: Path, listing: Listing, config: TokenizerConfig,
+                  jobs: int | None, progress: Progress | None) -> tuple[FileTable, PieceTable, int]:
     """Read new, changed and damaged files into the store and forget removed ones.
 
-    Returns ({rel: {'status', 'reason'}} of the folder's files, live piece rows of those
-    files in (file, piece) order, number of files read now).
+    Returns the records of the folder's files, their live pieces in (file, piece) order and
+    the number of files read now.
     """
-    version = store.data_version()
-    known = store.files()
-    stale: list[tuple[str, str, int, int]] = []
-    present: dict[str, tuple[int, int]] = {}
-    for rel, path in files:
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        present[rel] = (st.st_size, st.st_mtime_ns)
-        record = known.get(rel)
-        if record is None or record[0] != st.st_size or record[1] != st.st_mtime_ns:
-            stale.append((rel, path, st.st_size, st.st_mtime_ns))
-    removed = [rel for rel in known if rel not in present]
+    files, pieces = store.tables()
+    rels = listing.rels
+    if files.rel.tolist() == rels:  # the usual case: compare sizes and mtimes in bulk
+        changed = (files.size != listing.sizes) | (files.mtime_ns != listing.mtimes)
+        stale, removed = [rels[i] for i in np.flatnonzero(changed)], []
+    else:
+        known = dict(zip(files.rel.tolist(), zip(files.size.tolist(), files.mtime_ns.tolist())))
+        stale = [rel for rel, size, mtime in zip(rels, listing.sizes.tolist(),
+                                                 listing.mtimes.tolist())
+                 if known.get(rel) != (size, mtime)]
+        present = set(rels)
+        removed = [rel for rel in known if rel not in present]
+    gone = set(stale) | set(removed)
+    damaged = sorted(store.check(pieces) - gone)
     store.forget(removed)
-    stale_rels = {s[0] for s in stale}
-    unchanged = [r for r in store.live_pieces() if r.rel in present and r.rel not in stale_rels]
-    damaged = store.verify(unchanged)
-    path_of = dict(files)
-    stale += [(rel, path_of[rel], *present[rel]) for rel in sorted(damaged)]
-    verified = {(r.shard, r.offset) for r in unchanged if r.rel not in damaged}
+    index = {rel: i for i, rel in enumerate(rels)} if stale or damaged else {}
+    stale = sorted(stale + damaged)
+    gone.update(damaged)
 
-    total, read_now, fresh_rows = len(stale), {}, []
+    total, new_files, new_pieces = len(stale), [], []
     for start in range(0, total, READ_BATCH_FILES):
-        batch = stale[start:start + READ_BATCH_FILES]
+        batch = [(rel, int(listing.sizes[index[rel]]), int(listing.mtimes[index[rel]]))
+                 for rel in stale[start:start + READ_BATCH_FILES]]
         report = (lambda done, _n, s=start: progress(s + done, total)) if progress else None
-        results = read_files([path for _, path, _, _ in batch], config, jobs, report)
-        written = store.record([(rel, size, mtime, result)
-                                for (rel, _, size, mtime), result in zip(batch, results)])
-        verified.update((r.shard, r.offset) for r in written)
-        fresh_rows += written
-        read_now.update((rel, (r["status"], r.get("reason"))) for (rel, *_), r in zip(batch, results))
+        results = read_files([os.path.join(folder, rel) for rel, _, _ in batch], config, jobs,
+                             report)
+        new_pieces.append(store.record([(*b, r) for b, r in zip(batch, results)]))
+        new_files += [(*b, r["status"], r.get("reason"), r.get("reader"))
+                      for b, r in zip(batch, results)]
 
-    if store.data_version() == version:  # no other run committed: what we know is all
-        status = {rel: known[rel][2:] for rel in present if rel not in read_now}
-        status.update(read_now)
-        entries = {rel: {"status": status[rel][0], "reason": status[rel][1]} for rel in present}
-        rows = [r for r in unchanged if r.rel not in damaged] + fresh_rows
-        return entries, sorted(rows, key=lambda r: (r.rel, r.k)), total
-    # What the store holds now (a concurrent run may have committed too: check its rows).
-    rows = [r for r in store.live_pieces() if r.rel in present]
-    unchecked = [r for r in rows if (r.shard, r.offset) not in verified]
-    if unchecked and store.verify(unchecked):
+    if not store.others_wrote:  # what we know is all: change the tables in memory
+        files = files.without(gone).merge(FileTable.from_rows(new_files))
+        pieces = pieces.without(gone).merge(PieceTable.concat(new_pieces))
+        if store.generation != store.loaded_generation or not store.from_snapshot:
+            store.save_tables(files, pieces)
+        return files, pieces, total
+    # Another run committed too: what the store holds now, checked, for this folder's files.
+    files, pieces = store.sql_tables()
+    store.save_tables(files, pieces)
+    if store.check(pieces):
         raise MidigenError("the token store changed under this run and holds damaged ids; "
                            "run the command again")
-    records = store.files()
-    entries = {rel: {"status": records[rel][2], "reason": records[rel][3]}
-               for rel in present if rel in records}
-    return entries, [r for r in rows if r.rel in entries], total
+    extra = set(files.rel.tolist()) - set(rels)
+    return files.without(extra), pieces.without(extra), total
 
 
-def summarize(folder: Path, entries: dict[str, dict], pieces: list[PieceTokens]) -> dict:
-    """Counts for the `midigen corpus` table: files, reasons for skips, notes, hours, instruments."""
+def summarize(folder: Path, files: FileTable, pieces: PieceTable) -> dict:
+    """Counts for the `midigen corpus` table: files, reasons for skips, notes, hours,
+    instruments, and which reader read how many files."""
     skipped: dict[str, dict] = {}
-    for rel, entry in entries.items():
-        if entry["status"] != "ok":
-            group = skipped.setdefault(entry["reason"] or "unknown", {"count": 0, "examples": []})
-            group["count"] += 1
-            if len(group["examples"]) < 3:
-                group["examples"].append(rel)
+    readers: Counter = Counter()
+    for rel, status, reason, reader in zip(files.rel.tolist(), files.status.tolist(),
+                                           files.reason.tolist(), files.reader.tolist()):
+        if status == "ok":
+            readers[reader or "unknown"] += 1
+            continue
+        group = skipped.setdefault(reason or "unknown", {"count": 0, "examples": []})
+        group["count"] += 1
+        if len(group["examples"]) < 3:
+            group["examples"].append(rel)
     instruments: dict[str, int] = {}
-    for piece in pieces:
-        for name in piece.instruments:
-            instruments[name] = instruments.get(name, 0) + 1
+    for programs, n in Counter(pieces.programs.tolist()).items():
+        for p in (int(p) for p in programs.split(",") if p):
+            name = midi_io.instrument_name(p, p == DRUM_KEY)
+            instruments[name] = instruments.get(name, 0) + n
     num_skipped = sum(g["count"] for g in skipped.values())
     return {
         "folder": str(folder),
-        "files_found": len(entries),
-        "files_read": len(entries) - num_skipped,
+        "files_found": len(files),
+        "files_read": len(files) - num_skipped,
         "files_skipped": num_skipped,
         "skipped_by_reason": dict(sorted(skipped.items(), key=lambda kv: -kv[1]["count"])),
+        "readers": dict(readers.most_common()),
         "pieces": len(pieces),
-        "notes": int(sum(p.num_notes for p in pieces)),
-        "events": int(sum(len(p.ids) for p in pieces)),
-        "hours": round(sum(p.duration_s for p in pieces) / 3600, 3),
+        "notes": int(pieces.num_notes.sum()),
+        "events": int(pieces.length.sum()),
+        "hours": round(float(pieces.duration_s.sum()) / 3600, 3),
         "instruments": dict(sorted(instruments.items(), key=lambda kv: -kv[1])),
     }
 

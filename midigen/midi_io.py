@@ -70,7 +70,9 @@ def read_score(path: str | os.PathLike, sustain_pedal: bool = True) -> list[Piec
 
     kind = detect_format(data, path.suffix)
     if kind == "midi":
-        return [midi_bytes_to_piece(_strip_rmid(data), path.stem, sustain_pedal)]
+        piece = midi_bytes_to_piece(_strip_rmid(data), path.stem, sustain_pedal)
+        piece.meta["reader"] = "midi"
+        return [piece]
     if kind in ("musicxml", "mxl", "kern", "abc"):
         return _read_notation(path, data, kind, sustain_pedal)
     if path.suffix.lower() in MIDI_SUFFIXES:
@@ -261,6 +263,8 @@ def _read_notation(path: Path, data: bytes, kind: str, sustain_pedal: bool = Tru
             except MidigenError as e:
                 reasons.append(str(e))
         if pieces:
+            for piece in pieces:
+                piece.meta["reader"] = reader
             return pieces
     raise MidigenError(reasons[-1] if reasons else "no notes")
 

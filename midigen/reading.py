@@ -34,13 +34,14 @@ Progress = Callable[[int, int], None]  # (files done, files to read)
 
 
 def read_file_tokens(path: str, config: TokenizerConfig) -> dict:
-    """What one file gives: {'status': 'ok', 'pieces': [...]} or {'status': 'skipped', 'reason'}.
+    """What one file gives: {'status': 'ok', 'pieces': [...], 'reader': 'midi' (or the score
+    reader that read it: verovio, abc2midi, music21)} or {'status': 'skipped', 'reason'}.
 
     Never raises: this runs in worker processes, where one bad file must not stop the run.
     """
     try:
-        pieces = []
-        for piece in midi_io.read_score(path):
+        pieces, read = [], midi_io.read_score(path)
+        for piece in read:
             ids = encode_notes(piece.notes, config)
             if len(ids) <= 2:
                 continue
@@ -53,7 +54,7 @@ def read_file_tokens(path: str, config: TokenizerConfig) -> dict:
                            "key": key})  # written in the score, else heard (midigen.keys)
         if not pieces:
             return {"status": "skipped", "reason": "no notes in the tokenizer's range"}
-        return {"status": "ok", "pieces": pieces}
+        return {"status": "ok", "pieces": pieces, "reader": read[0].meta.get("reader")}
     except MidigenError as e:
         return {"status": "skipped", "reason": str(e)}
     except MemoryError:

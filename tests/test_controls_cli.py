@@ -138,4 +138,4 @@ def test_written_keys_reach_the_store_and_old_stores_gain_the_column(tmp_path):
     db.commit()
     db.close()
     with TokenStore(cache_dir_for(folder.resolve(), tok)) as store:
-        assert len(store.live_pieces()) == 2 and not store.notes  # migrated, not rebuilt
+        assert len(store.sql_tables()[1]) == 2 and not store.notes  # migrated, not rebuilt

@@ -49,6 +49,7 @@ def test_messy_folder_reads_good_files_and_skips_bad_ones_with_reasons(messy, tm
     assert skipped == {name: reason for name, reason in expected.items() if reason}
     assert s["skipped_by_reason"]["not a MIDI file"]["count"] == 2
     assert s["pieces"] == len(good) + 2  # tunes.abc holds three tunes
+    assert s["readers"] == {"midi": 7, "abc2midi": 1, "verovio": 1}  # which read each file
     huge = next(p for p in corpus.pieces if p.file == "huge.mid")
     assert huge.num_notes == 200_000
     drums = next(p for p in corpus.pieces if p.file == "drums.mid")

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import score_files as sf
 
-from midigen import token_store
+from midigen import store_check, store_write
 from midigen.corpus import load_corpus
 from midigen.errors import MidigenError
 from midigen.tokenizer import TokenizerConfig
@@ -76,7 +76,7 @@ def songs(tmp_path, monkeypatch):
 def test_incremental_updates_equal_a_fresh_build(tmp_path_factory, monkeypatch, steps):
     tmp_path = tmp_path_factory.mktemp("prop")
     monkeypatch.setenv("MIDIGEN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(token_store, "COMPACT_MIN_DEAD_BYTES", 0)  # compaction runs too
+    monkeypatch.setattr(store_write, "COMPACT_MIN_DEAD_BYTES", 0)  # compaction runs too
     folder = tmp_path / "songs"
     folder.mkdir()
     for k in range(3):
@@ -158,7 +158,7 @@ def test_full_disk_gives_one_line_and_leaves_nothing_that_breaks_the_next_run(so
         f.write(memoryview(ids).cast("B"))
 
     with monkeypatch.context() as m:
-        m.setattr(token_store, "_append", full)
+        m.setattr(store_write, "_append", full)
         with pytest.raises(MidigenError) as e:
             load_corpus(songs, CONFIG, jobs=1)
     message = str(e.value)
@@ -171,19 +171,19 @@ def test_full_disk_gives_one_line_and_leaves_nothing_that_breaks_the_next_run(so
 
 _RUNNER = textwrap.dedent("""
     import os, signal, sys, pathlib
-    from midigen import corpus, token_store
+    from midigen import corpus, store_write, token_store
     corpus.READ_BATCH_FILES = 3
     kill_at = os.environ.get("KILL_AT", "")
     def die(*a, **k):
         os.kill(os.getpid(), signal.SIGKILL)
     if kill_at == "append":
-        real, calls = token_store._append, []
+        real, calls = store_write._append, []
         def append(f, ids):
             calls.append(1)
             real(f, ids[: len(ids) // 2] if len(calls) == 8 else ids)
             if len(calls) == 8:
                 die()
-        token_store._append = append
+        store_write._append = append
     elif kill_at == "commit":
         real_commit, commits = token_store.TokenStore._commit, []
         def commit(self, *a):
@@ -193,8 +193,8 @@ _RUNNER = textwrap.dedent("""
             real_commit(self, *a)
         token_store.TokenStore._commit = commit
     elif kill_at == "unlink":
-        token_store.COMPACT_MIN_DEAD_BYTES = 0
-        token_store.COMPACT_DEAD_FRACTION = 0
+        store_write.COMPACT_MIN_DEAD_BYTES = 0
+        store_write.COMPACT_DEAD_FRACTION = 0
         pathlib.Path.unlink = die
     print("ready", flush=True)
     c = corpus.load_corpus(sys.argv[1], jobs=1)
@@ -241,3 +241,55 @@ def test_two_concurrent_runs_both_succeed_and_leave_a_consistent_store(songs, mo
     after = load_corpus(songs, CONFIG, jobs=1)
     assert after.summary["files_parsed"] == 0
     assert snapshot(after) == fresh(songs, tmp_path, monkeypatch)
+
+
+def test_a_checked_shard_is_not_read_again_until_it_changes(songs, monkeypatch, tmp_path):
+    monkeypatch.setattr(store_check, "RACY_NS", 0)  # stamp shards written a moment ago
+    checked = []
+    real = store_check.ShardChecker._check_shard
+    monkeypatch.setattr(store_check.ShardChecker, "_check_shard",
+                        lambda self, name, rows: checked.append(name) or real(self, name, rows))
+    first = load_corpus(songs, CONFIG, jobs=1)
+    assert load_corpus(songs, CONFIG, jobs=1).summary["files_parsed"] == 0
+    assert len(checked) == 1  # checked once, then stamped
+    assert load_corpus(songs, CONFIG, jobs=1).summary["files_parsed"] == 0
+    assert len(checked) == 1  # the stamp holds: not read again
+    time.sleep(0.05)  # past the file system's timestamp tick
+    (shard,) = shard_files(first)
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, so only the mtime and ctime tell
+    shard.write_bytes(data)
+    again = load_corpus(songs, CONFIG, jobs=1)
+    assert len(checked) == 2 and again.summary["files_parsed"] >= 1
+    assert "failed their length or checksum" in again.summary["store_notes"][0]
+    assert snapshot(again) == fresh(songs, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not a zip", None])
+def test_a_stale_or_damaged_snapshot_is_not_used(songs, content):
+    first = load_corpus(songs, CONFIG, jobs=1)
+    tables = Path(first.summary["cache"]) / "tables.npz"
+    assert tables.exists()
+    if content is None:  # of an older generation: a file went and compaction moved the ids
+        old, shards = tables.read_bytes(), [p.name for p in shard_files(first)]
+        (songs / "s00.mid").unlink()
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(store_write, "COMPACT_MIN_DEAD_BYTES", 0)
+            m.setattr(store_write, "COMPACT_DEAD_FRACTION", 0)
+            load_corpus(songs, CONFIG, jobs=1)
+        assert [p.name for p in shard_files(first)] != shards  # compacted into a new one
+        tables.write_bytes(old)  # used, it would point into a shard that is gone
+    else:
+        tables.write_bytes(content)
+    again = load_corpus(songs, CONFIG, jobs=1)
+    assert again.summary["files_parsed"] == 0 and not again.summary.get("store_notes")
+    expected = snapshot(first)
+    if content is None:
+        expected = ([p for p in expected[0] if p[0] != "s00.mid"], snapshot(again)[1])
+        assert again.summary["files_found"] == 12
+    assert snapshot(again) == expected
+
+
+def test_the_store_records_which_reader_read_each_file(songs):
+    summary = load_corpus(songs, CONFIG, jobs=1).summary
+    assert summary["readers"] == {"midi": 12}  # bad.mid was skipped: no reader

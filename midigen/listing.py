@@ -1,0 +1,68 @@
+"""The score files of a folder with their size and mtime: the part of a cached corpus run
+that grows with the number of files, so it is kept to one stat per file and no Path objects.
+
+A changed file is seen only by its own mtime (a directory's mtime moves when entries are
+added or removed, not when a file is rewritten in place), so every file is stat'ed; what is
+saved is the per-file Python work around it: names from os.listdir, stat'ed relative to the
+open folder, relative paths built by one string concatenation.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from midigen.midi_io import SCORE_SUFFIXES
+
+
+class Listing(NamedTuple):
+    """Score files under a folder, sorted by path relative to it (with '/')."""
+
+    rels: list[str]
+    sizes: np.ndarray  # int64 bytes
+    mtimes: np.ndarray  # int64 ns
+
+
+def list_scores(folder: str | os.PathLike) -> Listing:
+    """Every score file under folder, recursively (suffixes of any case), with size and mtime.
+
+    Unreadable folders and files that vanish or cannot be stat'ed are left out; links to
+    files are followed, links to folders are not (as os.walk does). Names are stat'ed
+    relative to an open folder (fstatat): a third less work per file than os.scandir's.
+    """
+    found: list[tuple[str, int, int]] = []
+    stack = [("", os.fspath(folder))]
+    while stack:
+        prefix, directory = stack.pop()
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            for name in os.listdir(fd):
+                try:
+                    if name.lower().endswith(SCORE_SUFFIXES):
+                        st = os.stat(name, dir_fd=fd)
+                        if not stat.S_ISDIR(st.st_mode):
+                            found.append((prefix + name, st.st_size, st.st_mtime_ns))
+                            continue
+                    if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                        stack.append((prefix + name + "/", os.path.join(directory, name)))
+                except OSError:
+                    continue
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    found.sort()
+    return Listing([f[0] for f in found], np.array([f[1] for f in found], dtype=np.int64),
+                   np.array([f[2] for f in found], dtype=np.int64))
+
+
+def find_score_files(folder: str | os.PathLike) -> list[Path]:
+    """Every score file under folder, recursively (suffixes of any case), sorted."""
+    return [Path(folder, rel) for rel in list_scores(folder).rels]
