@@ -6,8 +6,8 @@ demo do) and reports, against the training music's lengths saved in the checkpoi
 - the share that ended by END inside the training pieces' 5th-95th percentile length,
 - stuck notes: the share of notes at or above the training music's p99.9 note length and at
   the decoder's longest-note cap, next to the training music's own shares;
-and the same with the note cap switched off (`max_note_s=None`), to show which part of the
-note lengths comes from the model and which from the sampler's rule.
+with each of the sampler's length rules (midigen.length_rules) on and off (RULES), to show
+which part of the note and piece lengths comes from the model and which from the sampler.
 
     python bench/bench_endings.py checkpoints/RUN [--num 40] [--temperature 0.8] [--corpus DIR]
 """
@@ -29,11 +29,21 @@ from midigen.sample import _prefix, length_limits, sample_ids, stop_reason
 from midigen.stats_files import long_notes
 from midigen.tokenizer import decode_ids, vocabulary
 
+# Which of the sampler's length rules are on (midigen.length_rules); the first is the default.
+RULES = [
+    ("default: per-note caps + per-piece target", {}),
+    ("per-piece target, longest-note cap only", {"note_quantiles_s": None}),
+    ("per-piece target, no note rule", {"note_quantiles_s": None, "max_note_s": None}),
+    ("old: longest-note cap, END after p5", {"note_quantiles_s": None, "piece_quantiles_s": None}),
+]
+
 
 def measure(model, config, limits, num, temperature, seed, corpus_lengths_s) -> dict:
     pieces = sample_ids(model, config, num=num, max_events=limits["max_events"],
                         seconds=limits["seconds"], temperature=temperature, seed=seed,
-                        min_seconds=limits["min_seconds"], max_note_s=limits["max_note_s"])
+                        min_seconds=limits["min_seconds"], max_note_s=limits["max_note_s"],
+                        piece_quantiles_s=limits["piece_quantiles_s"],
+                        note_quantiles_s=limits["note_quantiles_s"])
     vocab = vocabulary(config)
     stops, durations, lengths = [], [], []
     for ids in pieces:
@@ -65,14 +75,15 @@ def main() -> None:
     corpus_lengths_s = note_lengths_s([p.ids for p in corpus.pieces if p.name in train_names], config)
     low, high = lengths["piece_s"]["p5"], lengths["piece_s"]["p95"]
     report = {"lengths": lengths}
-    for label, cap in (("with the note cap", lengths["note_s"].get("max")), ("without it", None)):
-        limits = {**length_limits(lengths, None, None, None), "max_note_s": cap}
+    full = length_limits(lengths, None, None, None)
+    for label, changes in RULES:
+        limits = {**full, **changes}
         r = measure(model, config, limits, args.num, args.temperature, args.seed, corpus_lengths_s)
         inside = sum(s == "END" and low <= d <= high for s, d in zip(r.pop("_stops"), r.pop("_durations")))
         r["ended_inside_p5_p95"] = inside / args.num
         report[label] = r
         ln = r["long_notes"]
-        print(f"{label}: stops {r['stops']}; ended by END inside {low:g}-{high:g} s: "
+        print(f"{label}:\n  stops {r['stops']}; ended by END inside {low:g}-{high:g} s: "
               f"{100 * inside / args.num:.0f}%; notes >= p99.9 ({ln['corpus_p99_9_s']:g} s): "
               f"{100 * ln['pieces']['at_or_above_p99_9']:.3f}% (training music "
               f"{100 * ln['corpus']['at_or_above_p99_9']:.3f}%), at the {ln['cap_s']:g} s cap: "

@@ -66,29 +66,61 @@ VARIANTS = [
     ("lstm, ortho, i/f/o gate biases 1, lr 6e-3", "lstm", "open-gates", False, 6e-3, 100),
     ("lstm, i/f/o gate biases 1 (uniform), lr 3e-3", "lstm", "open-gates-uniform", False, 3e-3, 100),
     ("lstm, i/f/o gate biases 1 (uniform), lr 6e-3", "lstm", "open-gates-uniform", False, 6e-3, 100),
+    # Round 2 (issue 13, at 2 x 256 as bench_quality): on top of the default (open-gates-uniform,
+    # lr 6e-3), one change each; the last field holds the change.
+    ("gru, default init, lr 6e-3", "gru", "ortho+forget1", False, 6e-3, 100),  # 21
+    ("lstm default, lr 1e-2", "lstm", "open-gates-uniform", False, 1e-2, 100),
+    ("lstm default, forget bias 2", "lstm", "open-gates-uniform", False, 6e-3, 100, {"forget_bias": 2.0}),
+    ("lstm default, forget bias 3", "lstm", "open-gates-uniform", False, 6e-3, 100, {"forget_bias": 3.0}),
+    ("lstm default, no dropout", "lstm", "open-gates-uniform", False, 6e-3, 100, {"dropout": 0.0}),
+    ("lstm default, input weights x2", "lstm", "open-gates-uniform", False, 6e-3, 100, {"ih_scale": 2.0}),
+    ("lstm default, all weights x2", "lstm", "open-gates-uniform", False, 6e-3, 100,
+     {"ih_scale": 2.0, "hh_scale": 2.0}),
+    ("lstm default, wd matrices only", "lstm", "open-gates-uniform", True, 6e-3, 100),
+    ("lstm default, no clipping", "lstm", "open-gates-uniform", False, 6e-3, 100, {"grad_clip": 1e9}),
+    ("lstm default, warm-up 30", "lstm", "open-gates-uniform", False, 6e-3, 30),
+    ("gru, default init, no dropout", "gru", "ortho+forget1", False, 6e-3, 100, {"dropout": 0.0}),
+    ("lstm default, all weights x3", "lstm", "open-gates-uniform", False, 6e-3, 100,  # 32
+     {"ih_scale": 3.0, "hh_scale": 3.0}),
+    ("lstm default, all weights x2, lr 1e-2", "lstm", "open-gates-uniform", False, 1e-2, 100,
+     {"ih_scale": 2.0, "hh_scale": 2.0}),
+    ("lstm default, all weights x2, forget bias 2", "lstm", "open-gates-uniform", False, 6e-3, 100,
+     {"ih_scale": 2.0, "hh_scale": 2.0, "forget_bias": 2.0}),
+    ("lstm default, recurrent weights x2", "lstm", "open-gates-uniform", False, 6e-3, 100,
+     {"hh_scale": 2.0}),
 ]
 
 
-def build_model(vocab_size: int, cell: str, init: str, args) -> MusicRNN:
+def build_model(vocab_size: int, cell: str, init: str, args, extras: dict | None = None) -> MusicRNN:
     """The network with one initialisation: `torch` (PyTorch's reset, what MusicRNN did before),
     `forget1`, `ortho+forget1`, `open-gates` (orthogonal recurrent weights, input/forget/output
     gate biases 1) or `open-gates-uniform` (those biases on PyTorch's uniform weights: MusicRNN's
     LSTM default now). For the GRU, gate biases do not apply and `ortho+forget1` is orthogonal
-    recurrent weights (its default now)."""
+    recurrent weights (its default now). `extras`: forget_bias, dropout, ih_scale, hh_scale."""
+    extras = extras or {}
     torch.manual_seed(args.seed)
-    model = MusicRNN(ModelConfig(vocab_size, cell, args.embed, args.hidden, args.layers, args.dropout))
+    dropout = extras.get("dropout", args.dropout)
+    model = MusicRNN(ModelConfig(vocab_size, cell, args.embed, args.hidden, args.layers, dropout))
     model.rnn.reset_parameters()
     if init != "torch":
-        init_recurrent(model.rnn, cell, forget_bias=1.0, orthogonal=init in ("ortho+forget1", "open-gates"),
+        init_recurrent(model.rnn, cell, forget_bias=extras.get("forget_bias", 1.0),
+                       orthogonal=init in ("ortho+forget1", "open-gates"),
                        gate_bias=1.0 if init.startswith("open-gates") else 0.0)
+    with torch.no_grad():  # larger initial weights: a stronger signal through the gates
+        for name, p in model.rnn.named_parameters():
+            if name.startswith("weight_ih"):
+                p.mul_(extras.get("ih_scale", 1.0))
+            elif name.startswith("weight_hh"):
+                p.mul_(extras.get("hh_scale", 1.0))
     return model
 
 
 def run_variant(variant, stream, valid_ids, vocab_size, args) -> dict:
-    label, cell, init, matrices_only, lr, warmup = variant
-    model = build_model(vocab_size, cell, init, args)
+    label, cell, init, matrices_only, lr, warmup = variant[:6]
+    extras = variant[6] if len(variant) > 6 else {}
+    model = build_model(vocab_size, cell, init, args, extras)
     config = TrainConfig(lr=lr, warmup_steps=warmup, steps=args.steps, seq_len=args.seq_len,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, grad_clip=extras.get("grad_clip", 1.0))
     if matrices_only:  # decay weight matrices only, not biases or embedding rows
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("embed")]
         rest = [p for p in model.parameters() if all(p is not d for d in decay)]
@@ -137,6 +169,7 @@ def main() -> None:
     parser.add_argument("--valid-pieces", type=int, default=30,
                         help="score this many validation pieces (all: 0), to keep evaluation short")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="default: results/lstm_sweep.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = TokenizerConfig()
@@ -153,7 +186,7 @@ def main() -> None:
               f"({sum(map(len, valid_ids)):,} events); validation NLL (nats/event) at step", flush=True)
         results[name] = [run_variant(v, stream, valid_ids, vocab_size, args) for v in chosen]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "lstm_sweep.json").write_text(json.dumps({"args": vars(args), "results": results},
+    (args.out or RESULTS / "lstm_sweep.json").write_text(json.dumps({"args": vars(args), "results": results}, default=str,
                                                         indent=1))
 
 

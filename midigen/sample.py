@@ -30,7 +30,9 @@ import torch
 
 from midigen.errors import MidigenError
 from midigen.events import EventType
+from midigen.length_rules import EndingRule, note_cap_drawer
 from midigen.model import MusicRNN
+from midigen.note_grammar import NoteGrammar
 from midigen.sample_files import sample_to_files  # noqa: F401  (re-exported for callers)
 from midigen.sample_limits import (  # noqa: F401  (length_limits, stop_reason: re-exported)
     MAX_SECONDS,
@@ -41,7 +43,7 @@ from midigen.sample_limits import (  # noqa: F401  (length_limits, stop_reason: 
 )
 from midigen.stepper import Stepper
 from midigen.tokenizer import TokenizerConfig
-from midigen.vocabulary import NoteGrammar, vocabulary
+from midigen.vocabulary import vocabulary
 
 PRIMER_CHUNK = 4096  # primer events per forward pass: a 1M-event primer took 4 GB in one
 
@@ -104,6 +106,7 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
                temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                seed: int | None = None, primer_ids=None, constrain: bool = True,
                min_seconds: float | None = None, max_note_s: float | None = None,
+               piece_quantiles_s: dict | None = None, note_quantiles_s: dict | None = None,
                cuda_graph: bool = False, cond: np.ndarray | None = None) -> list[np.ndarray]:
     """`num` new pieces as id arrays: START, the primer (if any), then the sampled events.
 
@@ -115,6 +118,9 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     (see the module docstring); False samples the model's raw distribution. `max_note_s`
     (with `constrain`): no note of the current instrument sounds longer; where a drawn time
     shift would carry one past it, the note's NOTE_OFF is fed to the model instead.
+    The training music's lengths (midigen.lengths, as saved in a checkpoint) switch on the
+    rules of midigen.length_rules: `piece_quantiles_s` a per-piece target length for END,
+    `note_quantiles_s` (with `constrain`) a per-note cap drawn from the corpus's longest notes.
     `cond`: the controls row (COND_WIDTH,) of a model that has them, for every piece
     (midigen.controls.asked_row).
     """
@@ -151,7 +157,10 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     elapsed_steps = np.zeros(num, dtype=np.int64)
     limit_steps = None if seconds is None else math.ceil(seconds * tokenizer_config.steps_per_second)
     min_steps = 0 if min_seconds is None else math.ceil(min_seconds * tokenizer_config.steps_per_second)
-    grammar = NoteGrammar(vocab, num, prefix, max_note_s) if constrain else None
+    ending = None if not piece_quantiles_s else EndingRule(
+        piece_quantiles_s, num, tokenizer_config.steps_per_second, vocab.size, rng, min_seconds)
+    draw_caps = note_cap_drawer(note_quantiles_s or {}, rng)
+    grammar = NoteGrammar(vocab, num, prefix, max_note_s, draw_caps) if constrain else None
     # END before any note would give an empty file: hold it back until a piece has a note.
     note_on_lo, note_on_hi = vocab.note_on_ids.start, vocab.note_on_ids.stop
     has_note = np.full(num, any(note_on_lo <= i < note_on_hi for i in prefix))
@@ -167,6 +176,8 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
                 np.copyto(logits[:, shift_ids], -np.inf, where=too_long)
         if min_steps and elapsed_steps.min() < min_steps:
             logits[elapsed_steps < min_steps, vocab.end_id] = -np.inf
+        if ending is not None:
+            ending.apply(logits, elapsed_steps, vocab.end_id)
         if grammar is not None:
             grammar.mask(logits)
             logits[:, vocab.start_id] = -np.inf
@@ -177,7 +188,7 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
             has_note |= (chosen >= note_on_lo) & (chosen < note_on_hi)
             all_have_notes = bool(has_note.all())
         stop = chosen == vocab.end_id
-        if limit_steps is not None or min_steps:
+        if limit_steps is not None or min_steps or ending is not None:
             elapsed_steps += shift_steps[chosen]
         if limit_steps is not None:
             # A TIME_SHIFT past the limit is shortened to land on it, so a piece lasts

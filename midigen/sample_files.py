@@ -94,6 +94,8 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
                             seconds=limits["seconds"], temperature=temperature, top_k=top_k,
                             top_p=top_p, seed=seed, primer_ids=primer_ids, constrain=constrain,
                             min_seconds=limits["min_seconds"], max_note_s=limits["max_note_s"],
+                            piece_quantiles_s=limits["piece_quantiles_s"],
+                            note_quantiles_s=limits["note_quantiles_s"],
                             cuda_graph=True,  # on CUDA only; the same pieces as the eager step
                             cond=cond)
     out_dir = Path(out_dir)
@@ -108,7 +110,9 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
                "primer": None if primer is None else str(Path(primer).resolve()),
                "primer_seconds": primer_seconds, "constrain": constrain, **controls,
                "from_training_lengths": {k: limits[k] for k in ("longest", "max_note_s")
-                                         if limits[k] is not None} or None}
+                                         if limits[k] is not None} or None,
+               "target_length_s": None if not limits["piece_quantiles_s"] else
+               [limits["piece_quantiles_s"][q] for q in ("p5", "p95")]}
     rows = []
     for index, (ids, path) in enumerate(zip(pieces, next_free_paths(out_dir, num, force))):
         decoded = decode_ids(ids, config)

@@ -49,9 +49,10 @@ def length_limits(lengths: dict, seconds: float | None, max_events: int | None,
     lengths saved in the checkpoint (midigen.lengths; empty for older checkpoints).
 
     With neither `seconds` nor `max_events`, a piece ends when the model says END, not before
-    the training pieces' 5th-percentile length, and is cut at their longest (`longest`), with
-    twice the longest piece's events as a net for a model that stops moving time. Notes never
-    sound longer than the longest training note.
+    a target length drawn from the training pieces' lengths (`piece_quantiles_s`, see
+    midigen.length_rules), and is cut at their longest (`longest`), with twice the longest
+    piece's events as a net for a model that stops moving time. Notes never sound longer than
+    the longest training note, nor than a cap drawn per note from the longest training notes.
     """
     piece_s, piece_events = lengths.get("piece_s", {}), lengths.get("piece_events", {})
     open_ended = seconds is None and max_events is None
@@ -60,9 +61,12 @@ def length_limits(lengths: dict, seconds: float | None, max_events: int | None,
         max_events = min(MAX_EVENTS, max(DEFAULT_MAX_EVENTS, 2 * int(piece_events["max"])))
     if min_seconds is None and open_ended:
         min_seconds = piece_s.get("p5")
+    note_s = lengths.get("note_s", {})
     return {"seconds": seconds if longest is None else longest, "longest": longest,
             "max_events": max_events, "min_seconds": min_seconds,
-            "max_note_s": lengths.get("note_s", {}).get("max")}
+            "max_note_s": note_s.get("max"),
+            "piece_quantiles_s": piece_s if open_ended and "p5" in piece_s else None,
+            "note_quantiles_s": note_s or None}
 
 
 def stop_reason(ids, end_id: int, num_primer: int, limits: dict) -> str:

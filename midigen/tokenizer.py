@@ -26,7 +26,6 @@ from midigen.events import (
     sort_notes,
 )
 from midigen.vocabulary import (  # noqa: F401  (the vocabulary, re-exported where it was)
-    NoteGrammar,
     TokenizerConfig,
     Vocabulary,
     alphabet,

@@ -66,11 +66,14 @@ def test_length_limits_keep_user_settings_and_old_checkpoints():
     stats = {"note_s": {"max": 2.0}, "piece_s": {"p5": 10.0, "max": 60.0},
              "piece_events": {"max": 3000}}
     assert length_limits(stats, None, None, None) == {
-        "seconds": 60.0, "longest": 60.0, "max_events": 6000, "min_seconds": 10.0, "max_note_s": 2.0}
+        "seconds": 60.0, "longest": 60.0, "max_events": 6000, "min_seconds": 10.0, "max_note_s": 2.0,
+        "piece_quantiles_s": stats["piece_s"], "note_quantiles_s": stats["note_s"]}
     given = length_limits(stats, 30.0, None, None)
     assert given["seconds"] == 30.0 and given["min_seconds"] is None and given["longest"] is None
+    assert given["piece_quantiles_s"] is None  # a length given: no target length of its own
     assert length_limits({}, None, None, None) == {
-        "seconds": None, "longest": None, "max_events": None, "min_seconds": None, "max_note_s": None}
+        "seconds": None, "longest": None, "max_events": None, "min_seconds": None, "max_note_s": None,
+        "piece_quantiles_s": None, "note_quantiles_s": None}
 
 
 def test_long_note_shares_count_notes_at_p99_9_and_at_the_cap():

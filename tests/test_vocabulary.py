@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from midigen.events import DRUM_KEY, Event, EventType, pitch_name
+from midigen.note_grammar import NoteGrammar
 from midigen.tokenizer import decode_ids, events_to_ids
-from midigen.vocabulary import NoteGrammar, TokenizerConfig, vocabulary
+from midigen.vocabulary import TokenizerConfig, vocabulary
 
 CFG = TokenizerConfig(min_pitch=21, max_pitch=108, max_shift_steps=50)
 
