@@ -57,6 +57,12 @@ lint:
 bench-gpu: install
     {{python}} bench/bench_gpu.py
 
-# On a CUDA machine: the cuda-marked tests, the GPU benchmarks and DDP scaling, logged to OUT.
-gpu-check out="gpu-check": install
-    bench/gpu_check.sh {{out}}
+# On a CUDA machine: the cuda-marked tests, the GPU benchmarks, the asap-piano anchor and DDP
+# scaling, time-boxed (under 9 minutes), logged to OUT. Without CUDA: a dry run.
+gpu-check out="gpu-check":
+    bash bench/gpu_check.sh {{out}}
+
+# Here, before a GPU session on a machine without a registry: wheels into .whl/, the anchor
+# corpus into .gpu/ (both git-ignored; carry them). --lean: only what the GPU check imports.
+fetch-gpu-wheels *args:
+    bash bench/fetch_gpu_wheels.sh {{args}}

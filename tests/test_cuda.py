@@ -98,3 +98,24 @@ def test_cuda_graph_step_gives_the_eager_logits_and_samples(cell):
             for n in (1, 8) for g in (False, True)]
     assert all(np.array_equal(x, y) for x, y in zip(same[0], same[1]))
     assert all(np.array_equal(x, y) for x, y in zip(same[2], same[3]))
+
+
+@pytest.mark.cuda
+def test_a_batch_too_big_for_gpu_memory_trains_in_micro_batches(tmp_path):
+    # A real torch.OutOfMemoryError: this process may use only 0.5 GB of the GPU, and 512
+    # windows of 256 events through a 2 x 512 LSTM need more (their activations alone).
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(0).total_memory
+    model_config = ModelConfig(V, embed_dim=64, hidden=512, layers=2, dropout=0.0)
+    config = tiny_train(steps=3, eval_every=3, seq_len=256, batch_size=512, device="cuda")
+    notes = []
+    torch.cuda.set_per_process_memory_fraction(min(1.0, 0.5e9 / total))
+    try:
+        result = train(phrase_pieces(), TOK, model_config, config, tmp_path / "r",
+                       on_note=notes.append)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert result.step == 3 and math.isfinite(result.last_eval.valid_nll)
+    assert len(notes) == 1 and "did not fit in GPU memory" in notes[0], notes
+    micro = load_checkpoint(tmp_path / "r" / "last.pt").train_config["micro_batch"]
+    assert 1 <= micro < 512
