@@ -7,7 +7,8 @@ Choices (measured, see bench/compare_batching.py and the README):
   every batch an independent draw from one saved generator, which keeps resume exact and
   augmentation per window trivial.
 - AdamW, gradient clipping, linear warm-up then cosine decay to `min_lr_fraction`; the learning
-  rate is a pure function of the step, so resuming needs no scheduler object.
+  rate is a pure function of the step, so resuming needs no scheduler object (midigen.step,
+  which also runs a batch too big for GPU memory as micro-batches).
 - validation NLL over whole pieces with carried state (midigen.evaluate.nll_over_pieces):
   every eval_every a fixed seeded sample (a few % of the time in between; --valid-events),
   at the end the whole validation split, so curves compare and evaluation stays bounded.
@@ -15,19 +16,17 @@ Choices (measured, see bench/compare_batching.py and the README):
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from midigen.batches import build_stream, random_windows, random_windows_placed, stretch_pieces
 from midigen.budget import Budget
 from midigen.checkpoint import Checkpoint
-from midigen.device import autocast, out_of_memory_as_error, pick_device
+from midigen.device import out_of_memory_as_error, pick_device
 from midigen.distributed import StopVote, batch_rows, current_world, mean_over_ranks, wrap
 from midigen.errors import MidigenError
 from midigen.evaluate import default_valid_events, validation_sample
@@ -37,21 +36,10 @@ from midigen.metrics import METRICS_FILE, MetricsRow, write_rows
 from midigen.model import ModelConfig, MusicRNN
 from midigen.session import Session
 from midigen.split import split_pieces
+from midigen.step import lr_at, make_optimizer, train_step
 from midigen.stopping import StopOnSignals
 from midigen.tokenizer import TokenizerConfig, vocabulary
 from midigen.train_config import TrainConfig, TrainResult
-
-
-def lr_at(step: int, total_steps: int | None, config: TrainConfig) -> float:
-    """Linear warm-up to config.lr, then cosine down to lr * min_lr_fraction at total_steps."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    if total_steps is None:  # a --minutes budget before its step count is known
-        return config.lr
-    span = max(1, total_steps - config.warmup_steps)
-    progress = min(1.0, (step - config.warmup_steps) / span)
-    low = config.lr * config.min_lr_fraction
-    return low + 0.5 * (config.lr - low) * (1 + math.cos(math.pi * progress))
 
 
 def _progress(console):
@@ -68,46 +56,6 @@ def _progress(console):
         TextColumn("loss {task.fields[loss]}  val {task.fields[val]}  {task.fields[tps]} tok/s"),
         TimeRemainingColumn(), console=console, disable=console is None,
     )
-
-
-def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-               y: torch.Tensor, grad_clip: float = 1.0, cond: torch.Tensor | None = None,
-               micro_batch: int | None = None) -> torch.Tensor:
-    """One optimizer step on a batch of windows (x, y: (B, T) ids, y is x shifted by one;
-    cond: (B, COND_WIDTH) controls of a model that has them).
-
-    `micro_batch` (see midigen.memory): run the windows in slices of at most that many and add
-    up their gradients, each weighted by its share of the rows: the gradient of the whole
-    batch's mean loss, in less memory. Under DDP only the last slice synchronises.
-    Returns the loss, detached and still on the device (reading it would wait for the device).
-    """
-    rows = x.shape[0]
-    size = micro_batch or rows
-    conds = [None] * len(x.split(size)) if cond is None else cond.split(size)
-    slices = list(zip(x.split(size), y.split(size), conds))
-    optimizer.zero_grad(set_to_none=True)
-    total = torch.zeros((), device=x.device)
-    for i, (xs, ys, cs) in enumerate(slices):
-        last = i == len(slices) - 1
-        with (contextlib.nullcontext() if last or not hasattr(model, "no_sync")
-              else model.no_sync()):
-            with autocast(x.device):
-                logits, _ = model(xs) if cs is None else model(xs, cond=cs)  # (b, T, V)
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ys.reshape(-1))
-                if len(slices) > 1:
-                    loss = loss * (xs.shape[0] / rows)
-            loss.backward()
-        total += loss.detach()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    return total
-
-
-def make_optimizer(model: torch.nn.Module, config: TrainConfig,
-                   device: torch.device) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.parameters(), lr=config.lr, betas=tuple(config.betas),
-                             weight_decay=config.weight_decay,
-                             fused=True if device.type == "cuda" else None)
 
 
 def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelConfig,

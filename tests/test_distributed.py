@@ -30,10 +30,10 @@ from midigen.distributed import (
     batch_rows,
     per_rank_batch,
     shard,
-    torchrun_args,
     world_from_env,
 )
 from midigen.errors import MidigenError
+from midigen.launch import torchrun_args
 from midigen.train import train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -111,7 +111,7 @@ def train(
     processes train one model together; --batch-size is the global batch, split evenly.
     """
     if gpus is not None and gpus > 1:
-        from midigen.distributed import launch
+        from midigen.launch import launch
 
         raise typer.Exit(launch(gpus, device.value))
     model_opts = {"layers": layers, "hidden": hidden, "embed_dim": embed, "dropout": dropout,
