@@ -202,12 +202,10 @@ def summarize(folder: Path, files: FileTable, pieces: PieceTable) -> dict:
     """Counts for the `midigen corpus` table: files, reasons for skips, notes, hours,
     instruments, and which reader read how many files."""
     skipped: dict[str, dict] = {}
-    readers: Counter = Counter()
-    for rel, status, reason, reader in zip(files.rel.tolist(), files.status.tolist(),
-                                           files.reason.tolist(), files.reader.tolist()):
-        if status == "ok":
-            readers[reader or "unknown"] += 1
-            continue
+    ok = files.status == "ok"
+    readers = Counter(r or "unknown" for r in files.reader[ok].tolist())
+    not_ok = ~ok
+    for rel, reason in zip(files.rel[not_ok].tolist(), files.reason[not_ok].tolist()):
         group = skipped.setdefault(reason or "unknown", {"count": 0, "examples": []})
         group["count"] += 1
         if len(group["examples"]) < 3:

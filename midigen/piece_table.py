@@ -119,10 +119,16 @@ def _column(values, dtype) -> np.ndarray:
 def save_snapshot(path: Path, generation: int, files: FileTable, pieces: PieceTable) -> None:
     """Write both tables to `path` whole or not at all (a failure leaves the old one)."""
     arrays = {"generation": np.array([generation], dtype=np.int64)}
+    file_index = {rel: i for i, rel in enumerate(files.rel.tolist())}
     for prefix, table in (("files.", files), ("pieces.", pieces)):
         for f in fields(table):
             column = getattr(table, f.name)
-            if column.dtype == object:
+            if table is pieces and f.name == "rel" and all(map(file_index.__contains__,
+                                                               column.tolist())):
+                arrays["pieces.rel.file"] = np.fromiter(map(file_index.__getitem__,
+                                                            column.tolist()),
+                                                        dtype=np.int64, count=len(column))
+            elif column.dtype == object:
                 values = column.tolist()
                 uniques = list(dict.fromkeys(values))
                 if len(uniques) < len(values) // 2:  # few values (status, shard): codes
@@ -155,7 +161,9 @@ def load_snapshot(path: Path, generation: int) -> tuple[FileTable, PieceTable] |
             for prefix, cls in (("files.", FileTable), ("pieces.", PieceTable)):
                 columns = {}
                 for name, dtype in cls.spec().items():
-                    if dtype is object:
+                    if prefix + name + ".file" in data:  # pieces.rel: files.rel by index
+                        columns[name] = tables[0].rel[data[prefix + name + ".file"]]
+                    elif dtype is object:
                         values = _column(json.loads(bytes(data[prefix + name + ".values"])),
                                          object)
                         codes = prefix + name + ".codes"
