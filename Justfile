@@ -44,6 +44,11 @@ bench-lstm steps="200": install
 bench-endings checkpoint num="40": install
     {{python}} bench/bench_endings.py {{checkpoint}} --num {{num}}
 
+# Do the controls steer? Train with --controls (Nottingham: style, key, density, instruments;
+# pop909: key, density), sample per setting, measure key/density/instrument/style hits.
+bench-controls corpus="nottingham" minutes="12": install
+    {{python}} bench/bench_controls.py --corpus {{corpus}} --minutes {{minutes}}
+
 # How much a by-file split leaks against the grouped split (Nottingham, asap-piano).
 bench-split: install
     {{python}} bench/bench_split_leak.py

@@ -202,8 +202,15 @@ def evaluate_corpus(checkpoint: Path | None, corpus_dir: Path, device: str = "cp
     if outside:
         raise MidigenError(f"{outside} events fall outside the model's vocabulary of "
                            f"{model.config.vocab_size}; the token cache does not match the model")
+    controls = None
+    if model.config.controls is not None:  # each piece's own controls, as validation gives
+        from midigen.controls import ControlSpec
+        from midigen.controls_train import piece_controls
+
+        spec = ControlSpec.from_dict(model.config.controls)
+        controls = piece_controls(pieces, spec, tokenizer_config).rows(spec)
     scored = nll_over_pieces(model, ids, device=device, window_events=window_events,
-                             on_progress=on_progress)
+                             on_progress=on_progress, controls=controls)
     duration_s = float(sum(p.duration_s for p in pieces))
     notes_kept = sum(map(vocabulary(tokenizer_config).count_note_ons, ids))
     notes_read = sum(int(getattr(p, "num_notes", 0) or 0) for p in pieces)

@@ -1,0 +1,229 @@
+"""Do the controls steer? Train with --controls on a real corpus, sample per setting, measure.
+
+Corpora (../shared/corpora):
+- nottingham: the 1,034 tunes, one folder per collection (the reels files as one "reels"),
+  so the folder names are the styles. Every tune there is program 0, so to give the
+  instruments control something to learn, each tune's melody (MIDI/melody) and chords
+  (MIDI/chords) are given a melody and a chord instrument drawn per tune (seeded) from
+  small sets; the notes are the database's own.
+- pop909: the 909 piano arrangements, for key and density on expressive music.
+
+Measured with midigen's own statistics on the sampled notes (asked vs heard):
+- key: share of samples whose estimated key (midigen.keys) is the asked one;
+- density: share within 25% of the asked notes per second (NOTE_ONs over the time spanned);
+- instruments: share of notes on the asked instruments;
+- style: a bigram model of events per style, trained on the training split, names each sample;
+  its accuracy on the real validation pieces is given as the ceiling;
+- validation NLL of the model with each piece's controls given vs with none given.
+Each against the same model sampled with no control given (the baseline).
+
+    python bench/bench_controls.py --corpus nottingham --minutes 4 [--num 16] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import midigen  # noqa: F401  (first: it chooses how OpenMP threads wait, before torch loads)
+
+# isort: split
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from midigen.checkpoint import load_model
+from midigen.controls import asked_row, density_of_ids, model_controls, style_of
+from midigen.controls_train import piece_controls
+from midigen.corpus import load_corpus
+from midigen.evaluate import nll_over_pieces
+from midigen.keys import KEY_NAMES, estimate_key
+from midigen.midi_io import read_midi_notes, write_midi
+from midigen.runs import start_run
+from midigen.sample import sample_ids
+from midigen.tokenizer import decode_ids, vocabulary
+
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+MELODY_PROGRAMS = (40, 73, 21, 0)  # violin, flute, accordion, piano
+CHORD_PROGRAMS = (0, 24, 48)  # piano, nylon guitar, string ensemble
+
+
+def nottingham_corpus(target: Path, seed: int = 0) -> Path:
+    """Nottingham re-voiced into target/<collection>/<tune>.mid (see the module docstring)."""
+    source = CORPORA / "nottingham" / "MIDI"
+    rng = np.random.default_rng(seed)
+    for melody_file in sorted((source / "melody").glob("*.mid")):
+        style = re.sub(r"\d+$", "", melody_file.stem)
+        style = "reels" if style.startswith("reels") else style
+        melody = read_midi_notes(melody_file)
+        melody["program"] = MELODY_PROGRAMS[rng.integers(len(MELODY_PROGRAMS))]
+        chords_file = source / "chords" / melody_file.name
+        parts = [melody]
+        if chords_file.exists():
+            chords = read_midi_notes(chords_file)
+            chords["program"] = CHORD_PROGRAMS[rng.integers(len(CHORD_PROGRAMS))]
+            parts.append(chords)
+        (target / style).mkdir(parents=True, exist_ok=True)
+        write_midi(np.concatenate(parts), target / style / melody_file.name)
+    return target
+
+
+class BigramStyles:
+    """Per style, add-one-smoothed event bigrams; a piece goes to its likeliest style."""
+
+    def __init__(self, pieces_by_style: dict[str, list[np.ndarray]], vocab_size: int):
+        self.styles = sorted(pieces_by_style)
+        self.log_p = []
+        for style in self.styles:
+            counts = np.ones((vocab_size, vocab_size))
+            for ids in pieces_by_style[style]:
+                ids = np.asarray(ids, dtype=np.int64)
+                np.add.at(counts, (ids[:-1], ids[1:]), 1)
+            self.log_p.append(np.log(counts / counts.sum(axis=1, keepdims=True)))
+
+    def classify(self, ids) -> str:
+        ids = np.asarray(ids, dtype=np.int64)
+        scores = [lp[ids[:-1], ids[1:]].sum() for lp in self.log_p]
+        return self.styles[int(np.argmax(scores))]
+
+
+def sample(model, tok, spec, num, seconds, seed, **asked):
+    return sample_ids(model, tok, num=num, seconds=seconds, seed=seed, min_seconds=seconds / 2,
+                      cond=asked_row(spec, **asked))
+
+
+def measure(model, tok, spec, pieces, split, num: int, seconds: float, seed: int) -> dict:
+    vocab = vocabulary(tok)
+    valid_names = set(split["valid"])
+    train = [p for p in pieces if p.name not in valid_names]
+    valid = [p for p in pieces if p.name in valid_names]
+    free = sample(model, tok, spec, num * 2, seconds, seed)  # no control given
+    free_notes = [decode_ids(ids, tok).notes for ids in free]
+    results: dict = {}
+
+    def density(ids):
+        return float(density_of_ids(np.asarray(ids)[None, 1:], vocab.note_on_ids,
+                                    vocab.shift_steps, tok.steps_per_second)[0])
+
+    if "key" in spec.names:
+        labels = piece_controls(train, spec, tok).key
+        common = [int(k) for k in np.argsort(-np.bincount(labels[labels < 24], minlength=24))[:4]]
+        asked = common + [k for k in (3, 22) if k not in common][:2]  # Eb major, Bb minor: rare
+        rows, hits = [], []
+        for k in asked:
+            heard = [estimate_key(decode_ids(ids, tok).notes) for ids in
+                     sample(model, tok, spec, num, seconds, seed, key=KEY_NAMES[k])]
+            share = float(np.mean([h == k for h in heard]))
+            free_share = float(np.mean([estimate_key(n) == k for n in free_notes]))
+            rows.append({"asked": KEY_NAMES[k], "match": share, "no_control": free_share})
+            hits.append(share)
+        results["key"] = {"match": float(np.mean(hits)), "settings": rows}
+    if "density" in spec.names:
+        edges = np.array(spec.density_edges)
+        centres = np.sqrt(edges[:-1] * edges[1:])  # the inner bins' geometric centres
+        rows, hits = [], []
+        for want in centres:
+            got = [density(ids) for ids in sample(model, tok, spec, num, seconds, seed,
+                                                  density=float(want))]
+            share = float(np.mean([abs(g - want) <= 0.25 * want for g in got]))
+            free_share = float(np.mean([abs(density(i) - want) <= 0.25 * want for i in free]))
+            rows.append({"asked": round(float(want), 2), "within_25pct": share,
+                         "median_heard": round(float(np.median(got)), 2),
+                         "no_control": free_share})
+            hits.append(share)
+        results["density"] = {"within_25pct": float(np.mean(hits)), "settings": rows}
+    if "instruments" in spec.names:
+        sets = sorted({tuple(p.programs) for p in train}, key=lambda s: -sum(
+            tuple(p.programs) == s for p in train))[:4]
+        rows, hits = [], []
+        for keys in sets:
+            names = ",".join(str(k) for k in keys)
+            notes = np.concatenate([decode_ids(ids, tok).notes for ids in sample(
+                model, tok, spec, num, seconds, seed, instruments=names)])
+            share = float(np.isin(notes["program"], keys).mean())
+            free_all = np.concatenate(free_notes)
+            rows.append({"asked": [spec.describe()["instruments"][spec.instruments.index(k)]
+                                   for k in keys], "on_asked": share,
+                         "no_control": float(np.isin(free_all["program"], keys).mean())})
+            hits.append(share)
+        results["instruments"] = {"on_asked": float(np.mean(hits)), "settings": rows}
+    if "style" in spec.names:
+        mapping = None
+        by_style: dict[str, list] = {}
+        for p in train:
+            by_style.setdefault(style_of(p, mapping), []).append(p.ids)
+        by_style.pop(None, None)
+        classifier = BigramStyles(by_style, vocab.size)
+        ceiling = float(np.mean([classifier.classify(p.ids) == style_of(p, mapping)
+                                 for p in valid if style_of(p, mapping) in by_style]))
+        rows, hits = [], []
+        for style in spec.styles:
+            named = [classifier.classify(ids) for ids in
+                     sample(model, tok, spec, num, seconds, seed, style=style)]
+            share = float(np.mean([n == style for n in named]))
+            rows.append({"asked": style, "classified_as_asked": share,
+                         "no_control": float(np.mean([classifier.classify(i) == style
+                                                      for i in free]))})
+            hits.append(share)
+        results["style"] = {"classified_as_asked": float(np.mean(hits)),
+                            "classifier_on_real_valid": ceiling, "settings": rows}
+    rows = piece_controls(valid, spec, tok).rows(spec)
+    ids = [np.asarray(p.ids) for p in valid]
+    given = nll_over_pieces(model, ids, controls=rows)["nll_per_event"]
+    unknown = np.tile(asked_row(spec), (len(ids), 1))
+    none = nll_over_pieces(model, ids, controls=unknown)["nll_per_event"]
+    results["valid_nll"] = {"controls_given": given, "no_controls_given": none}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", choices=("nottingham", "pop909"), default="nottingham")
+    parser.add_argument("--minutes", type=float, default=4.0, help="training budget")
+    parser.add_argument("--controls", default=None, help="default: all the corpus can teach")
+    parser.add_argument("--num", type=int, default=16, help="samples per setting")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each sample")
+    parser.add_argument("--layers", type=int, default=1)  # 2 shared cores: more steps per minute
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=None, help="keep the run and corpus here")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="measure this run instead")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not CORPORA.is_dir():
+        sys.exit(f"no shared corpora at {CORPORA}")
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench-controls-"))
+    controls = args.controls or ("style,key,density,instruments" if args.corpus == "nottingham"
+                                 else "key,density")
+    folder = out / "corpus" if args.corpus == "nottingham" else CORPORA / "pop909" / "POP909"
+    if args.corpus == "nottingham" and not folder.is_dir():
+        nottingham_corpus(folder, args.seed)
+    run = args.checkpoint
+    began = time.perf_counter()
+    if run is None:
+        run = out / "run"
+        start_run(folder, {"layers": args.layers, "hidden": args.hidden, "embed_dim": 64},
+                  {"minutes": args.minutes, "seq_len": 128, "batch_size": 32, "eval_every": 100,
+                   "seed": args.seed, "valid_events": 5000, "lr": 1e-2, "warmup_steps": 20},
+                  {}, "cpu", run,
+                  controls=tuple(controls.split(",")))
+    train_s = time.perf_counter() - began
+    model, tok, ckpt = load_model(run / "best.pt")
+    spec = model_controls(model)
+    pieces = [p for p in load_corpus(folder, tok).pieces
+              if len(p.ids) >= 2]
+    torch.manual_seed(args.seed)
+    results = measure(model, tok, spec, pieces, ckpt.split, args.num, args.seconds, args.seed)
+    results.update(corpus=args.corpus, controls=spec.names, train_steps=ckpt.step,
+                   train_minutes=round(train_s / 60, 1), model=f"{args.layers} x {args.hidden}",
+                   samples_per_setting=args.num, sample_seconds=args.seconds, run=str(run),
+                   measure_minutes=round((time.perf_counter() - began - train_s) / 60, 1))
+    print(json.dumps(results, indent=1))
+    (out / f"bench-controls-{args.corpus}.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
