@@ -95,7 +95,8 @@ def train(
         "first folder under the corpus, or --styles), key (written in the score, else heard "
         "in the notes), density (notes per second, 8 bins from the corpus), instruments (the "
         "GM programs / drums a piece uses). Each is hidden at random while training, so any "
-        "subset can be given to `midigen sample`. Default: none (today's model).")] = None,
+        "subset can be given to `midigen sample`. Default: none (a model without controls, "
+        "as before).")] = None,
     styles: Annotated[Path | None, typer.Option(
         "--styles", rich_help_panel=_CONTROLS, exists=True, dir_okay=False,
         help="Style labels instead of folders: a CSV of `file,style` lines or a JSON object "
