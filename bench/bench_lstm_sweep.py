@@ -88,6 +88,12 @@ VARIANTS = [
      {"ih_scale": 2.0, "hh_scale": 2.0, "forget_bias": 2.0}),
     ("lstm default, recurrent weights x2", "lstm", "open-gates-uniform", False, 6e-3, 100,
      {"hh_scale": 2.0}),
+    ("lstm default, input weights x3", "lstm", "open-gates-uniform", False, 6e-3, 100,  # 36
+     {"ih_scale": 3.0}),
+    ("lstm default, input weights x2, lr 1e-2", "lstm", "open-gates-uniform", False, 1e-2, 100,
+     {"ih_scale": 2.0}),
+    ("lstm default, input weights +-sqrt(3/fan_in) (LeCun)", "lstm", "open-gates-uniform", False, 6e-3, 100,  # 38
+     {"input_bound": 3.0 ** 0.5}),
 ]
 
 
@@ -105,7 +111,8 @@ def build_model(vocab_size: int, cell: str, init: str, args, extras: dict | None
     if init != "torch":
         init_recurrent(model.rnn, cell, forget_bias=extras.get("forget_bias", 1.0),
                        orthogonal=init in ("ortho+forget1", "open-gates"),
-                       gate_bias=1.0 if init.startswith("open-gates") else 0.0)
+                       gate_bias=1.0 if init.startswith("open-gates") else 0.0,
+                       input_bound=extras.get("input_bound"))
     with torch.no_grad():  # larger initial weights: a stronger signal through the gates
         for name, p in model.rnn.named_parameters():
             if name.startswith("weight_ih"):

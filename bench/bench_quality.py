@@ -43,7 +43,7 @@ from midigen.baselines import ngram_report
 from midigen.batches import build_stream, random_windows
 from midigen.corpus import load_corpus
 from midigen.evaluate import nll_over_pieces
-from midigen.model import ModelConfig, MusicRNN
+from midigen.model import ModelConfig, MusicRNN, init_recurrent
 from midigen.split import split_pieces
 from midigen.tokenizer import TokenizerConfig, vocabulary
 from midigen.train import train_step
@@ -174,6 +174,15 @@ def transformer_nll(model: CausalTransformer, pieces_ids, device) -> dict:
     return {"total_nll": total, "num_events": count, "nll_per_event": total / count}
 
 
+def previous_lstm(config: ModelConfig) -> MusicRNN:
+    """The LSTM as initialised before issue 13's second round (PyTorch's uniform input
+    weights), to compare against the default in the same run."""
+    model = MusicRNN(config)
+    model.rnn.reset_parameters()
+    init_recurrent(model.rnn, "lstm", input_bound=None)
+    return model
+
+
 def run_dataset(name, train, valid, config, args, device) -> list[dict]:
     vocab_size = vocabulary(config).size
     train_ids = [np.asarray(p.ids, dtype=np.int64) for p in train]
@@ -194,6 +203,7 @@ def run_dataset(name, train, valid, config, args, device) -> list[dict]:
     lstm_params = num_params(MusicRNN(mc))
     models = {
         "lstm": lambda: MusicRNN(mc),
+        "lstm-previous": lambda: previous_lstm(mc),
         "gru": lambda: MusicRNN(ModelConfig(vocab_size, "gru", args.embed, args.hidden,
                                             args.layers, args.dropout)),
         "transformer": lambda: matched_transformer(vocab_size, lstm_params, args.tf_layers,
