@@ -26,7 +26,13 @@ import numpy as np
 from midigen import midi_io
 from midigen.errors import MidigenError
 from midigen.fileio import write_error
-from midigen.listing import Listing, find_score_files, list_scores  # noqa: F401 (re-exported)
+from midigen.listing import (
+    Listing,
+    changes,
+    find_score_files,  # noqa: F401 (re-exported)
+    list_scores,
+    position,
+)
 from midigen.paths import builtin_corpus_dir, cache_dir
 from midigen.piece_table import FileTable, PieceTable
 from midigen.reading import Progress, read_files, worker_pool
@@ -134,7 +140,8 @@ def load_corpus(folder: str | os.PathLike | None, config: TokenizerConfig | None
                                                     progress)
         maps = store.maps(pieces)  # before compaction: maps stay valid after an unlink
         wrote = num_read or store.generation != store.loaded_generation
-        if wrote and store.compact_if_worth_it():
+        live = None if store.others_wrote else int(pieces.length.sum())  # the store's all
+        if wrote and store.compact_if_worth_it(live_ids=live):
             store.save_tables(*store.sql_tables())
         notes = store.notes
     summary = summarize(folder, files, pieces)
@@ -154,27 +161,17 @@ def _update_store(store: TokenStore, folder: Path, listing: Listing, config: Tok
     """
     files, pieces = store.tables()
     rels = listing.rels
-    if files.rel.tolist() == rels:  # the usual case: compare sizes and mtimes in bulk
-        changed = (files.size != listing.sizes) | (files.mtime_ns != listing.mtimes)
-        stale, removed = [rels[i] for i in np.flatnonzero(changed)], []
-    else:
-        known = dict(zip(files.rel.tolist(), zip(files.size.tolist(), files.mtime_ns.tolist())))
-        stale = [rel for rel, size, mtime in zip(rels, listing.sizes.tolist(),
-                                                 listing.mtimes.tolist())
-                 if known.get(rel) != (size, mtime)]
-        present = set(rels)
-        removed = [rel for rel in known if rel not in present]
+    stale, removed = changes(listing, files.rel.tolist(), files.size, files.mtime_ns)
     gone = set(stale) | set(removed)
     damaged = sorted(store.check(pieces) - gone)
     store.forget(removed)
-    index = {rel: i for i, rel in enumerate(rels)} if stale or damaged else {}
     stale = sorted(stale + damaged)
     gone.update(damaged)
 
     total, new_files, new_pieces = len(stale), [], []
     for start in range(0, total, READ_BATCH_FILES):
-        batch = [(rel, int(listing.sizes[index[rel]]), int(listing.mtimes[index[rel]]))
-                 for rel in stale[start:start + READ_BATCH_FILES]]
+        at = [position(rels, rel) for rel in stale[start:start + READ_BATCH_FILES]]
+        batch = [(rels[i], int(listing.sizes[i]), int(listing.mtimes[i])) for i in at]
         report = (lambda done, _n, s=start: progress(s + done, total)) if progress else None
         results = read_files([os.path.join(folder, rel) for rel, _, _ in batch], config, jobs,
                              report)

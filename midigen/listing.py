@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+from bisect import bisect_left
 from pathlib import Path
 from typing import NamedTuple
 
@@ -66,3 +67,47 @@ def list_scores(folder: str | os.PathLike) -> Listing:
 def find_score_files(folder: str | os.PathLike) -> list[Path]:
     """Every score file under folder, recursively (suffixes of any case), sorted."""
     return [Path(folder, rel) for rel in list_scores(folder).rels]
+
+
+def changes(listing: Listing, rels: list[str], sizes: np.ndarray,
+            mtimes: np.ndarray) -> tuple[list[str], list[str]]:
+    """(new or changed, removed) files of `listing` against what was known of them (sorted
+    `rels` with their sizes and mtimes), found in bulk: a set difference for added and
+    removed names, then one array comparison of the sizes and mtimes of the rest."""
+    now = listing.rels
+    if now == rels:
+        added, removed = [], []
+        keep_now = keep_before = np.ones(len(now), dtype=bool)
+    else:
+        added = sorted(set(now).difference(rels))
+        removed = sorted(set(rels).difference(now))
+        keep_now, keep_before = _without(now, added), _without(rels, removed)
+        if not _same(now, keep_now, rels, keep_before):  # not sorted as expected
+            known = dict(zip(rels, zip(sizes.tolist(), mtimes.tolist())))
+            stale = [rel for rel, size, mtime in zip(now, listing.sizes.tolist(),
+                                                     listing.mtimes.tolist())
+                     if known.get(rel) != (size, mtime)]
+            return stale, removed
+    differ = ((listing.sizes[keep_now] != sizes[keep_before])
+              | (listing.mtimes[keep_now] != mtimes[keep_before]))
+    changed = [now[i] for i in np.flatnonzero(keep_now)[differ]]
+    return sorted(added + changed), removed
+
+
+def position(rels: list[str], rel: str) -> int:
+    """Where rel is in sorted rels."""
+    return bisect_left(rels, rel)
+
+
+def _without(rels: list[str], leave_out: list[str]) -> np.ndarray:
+    keep = np.ones(len(rels), dtype=bool)
+    keep[[bisect_left(rels, rel) for rel in leave_out]] = False
+    return keep
+
+
+def _same(a: list[str], keep_a: np.ndarray, b: list[str], keep_b: np.ndarray) -> bool:
+    if keep_a.sum() != keep_b.sum():
+        return False
+    left, right = np.empty(len(a), dtype=object), np.empty(len(b), dtype=object)
+    left[:], right[:] = a, b
+    return bool((left[keep_a] == right[keep_b]).all())

@@ -15,6 +15,7 @@ import json
 import os
 import uuid
 import zipfile
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -26,6 +27,9 @@ PIECE_FIELDS = {"rel": object, "k": np.int32, "name": object, "shard": object,
                 "offset": np.int64, "length": np.int64, "checksum": np.int64,
                 "duration_s": np.float64, "num_notes": np.int64, "programs": object,
                 "key": object}
+
+
+_MOSTLY_UNIQUE = {"rel", "name"}  # saved as plain lists; other text columns as codes
 
 
 @dataclass
@@ -59,10 +63,14 @@ class Columns:
         return type(self)(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     def without(self, rels: set[str]) -> Columns:
+        """These rows less those of files `rels` (found by bisection: rows are sorted)."""
         if not rels:
             return self
-        keep = np.fromiter((r not in rels for r in self.rel), dtype=bool,  # type: ignore[attr-defined]
-                           count=len(self))
+        column = self.rel.tolist()  # type: ignore[attr-defined]
+        keep = np.ones(len(self), dtype=bool)
+        for rel in rels:
+            lo = bisect_left(column, rel)
+            keep[lo:bisect_right(column, rel, lo)] = False
         return self.take(keep)
 
     def merge(self, other: Columns) -> Columns:
@@ -130,8 +138,8 @@ def save_snapshot(path: Path, generation: int, files: FileTable, pieces: PieceTa
                                                         dtype=np.int64, count=len(column))
             elif column.dtype == object:
                 values = column.tolist()
-                uniques = list(dict.fromkeys(values))
-                if len(uniques) < len(values) // 2:  # few values (status, shard): codes
+                uniques = [] if f.name in _MOSTLY_UNIQUE else list(dict.fromkeys(values))
+                if f.name not in _MOSTLY_UNIQUE:  # few values (status, shard): codes
                     code_of = {v: i for i, v in enumerate(uniques)}
                     arrays[prefix + f.name + ".codes"] = np.fromiter(
                         map(code_of.__getitem__, values), dtype=np.int32, count=len(values))

@@ -129,13 +129,16 @@ class ShardWriter:
             self._failed(e)
 
     # ----------------------------------------------------------------- compaction
-    def compact_if_worth_it(self, force: bool = False) -> bool:
+    def compact_if_worth_it(self, force: bool = False, live_ids: int | None = None) -> bool:
         """Copy live ids into one new shard and delete the rest, when dead bytes pass the
-        threshold and no other run is using the store; True if it did."""
+        threshold and no other run is using the store; True if it did. `live_ids`: the
+        number of live ids, where the caller knows it (else it is summed in SQL)."""
         if self._writer is not None:
             self._writer[1].close()  # our shard lock goes, so compaction may replace it
             self._writer = None
-        live_bytes = 2 * (self._query("SELECT SUM(length) FROM pieces WHERE live=1")[0][0] or 0)
+        if live_ids is None:
+            live_ids = self._query("SELECT SUM(length) FROM pieces WHERE live=1")[0][0] or 0
+        live_bytes = 2 * live_ids
         disk_bytes = sum(p.stat().st_size for p in self.shards.glob("shard-*.u16"))
         dead = disk_bytes - live_bytes
         if not force and (dead < COMPACT_MIN_DEAD_BYTES or dead < COMPACT_DEAD_FRACTION * live_bytes):
