@@ -200,7 +200,9 @@ def summarize(folder: Path, files: FileTable, pieces: PieceTable) -> dict:
     instruments, and which reader read how many files."""
     skipped: dict[str, dict] = {}
     ok = files.status == "ok"
-    readers = Counter(r or "unknown" for r in files.reader[ok].tolist())
+    readers = Counter(files.reader[ok].tolist())
+    if None in readers:  # read before the store recorded readers
+        readers["unknown"] = readers.pop(None)
     not_ok = ~ok
     for rel, reason in zip(files.rel[not_ok].tolist(), files.reason[not_ok].tolist()):
         group = skipped.setdefault(reason or "unknown", {"count": 0, "examples": []})

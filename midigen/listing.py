@@ -72,26 +72,49 @@ def find_score_files(folder: str | os.PathLike) -> list[Path]:
 def changes(listing: Listing, rels: list[str], sizes: np.ndarray,
             mtimes: np.ndarray) -> tuple[list[str], list[str]]:
     """(new or changed, removed) files of `listing` against what was known of them (sorted
-    `rels` with their sizes and mtimes), found in bulk: a set difference for added and
-    removed names, then one array comparison of the sizes and mtimes of the rest."""
+    `rels` with their sizes and mtimes), found in bulk: added and removed names by array
+    comparisons of the two sorted lists (or set differences when there are many), then one
+    array comparison of the sizes and mtimes of the rest."""
     now = listing.rels
     if now == rels:
         added, removed = [], []
         keep_now = keep_before = np.ones(len(now), dtype=bool)
     else:
-        added = sorted(set(now).difference(rels))
-        removed = sorted(set(rels).difference(now))
+        added, removed = _few_differences(now, rels) or (sorted(set(now).difference(rels)),
+                                                          sorted(set(rels).difference(now)))
         keep_now, keep_before = _without(now, added), _without(rels, removed)
         if not _same(now, keep_now, rels, keep_before):  # not sorted as expected
             known = dict(zip(rels, zip(sizes.tolist(), mtimes.tolist())))
             stale = [rel for rel, size, mtime in zip(now, listing.sizes.tolist(),
                                                      listing.mtimes.tolist())
                      if known.get(rel) != (size, mtime)]
-            return stale, removed
+            return stale, sorted(set(rels).difference(now))
     differ = ((listing.sizes[keep_now] != sizes[keep_before])
               | (listing.mtimes[keep_now] != mtimes[keep_before]))
     changed = [now[i] for i in np.flatnonzero(keep_now)[differ]]
     return sorted(added + changed), removed
+
+
+def _few_differences(now: list[str], before: list[str], most: int = 8):
+    """(added, removed) between two sorted lists that differ in at most `most` names, found
+    by array comparisons of the two from each difference on (no set of every name); None
+    when they differ in more."""
+    a, b = np.empty(len(now), dtype=object), np.empty(len(before), dtype=object)
+    a[:], b[:] = now, before
+    added, removed, i, j = [], [], 0, 0
+    for _ in range(most + 1):
+        n = min(len(a) - i, len(b) - j)
+        differ = np.flatnonzero(a[i:i + n] != b[j:j + n][:n])
+        if not len(differ):
+            return added + now[i + n:], removed + before[j + n:]
+        i, j = i + differ[0], j + differ[0]
+        if a[i] < b[j]:
+            added.append(now[i])
+            i += 1
+        else:
+            removed.append(before[j])
+            j += 1
+    return None
 
 
 def position(rels: list[str], rel: str) -> int:
