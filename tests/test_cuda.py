@@ -7,6 +7,7 @@ Marked `cuda`: skipped with a reason where torch sees no CUDA GPU (conftest.py).
 
 from __future__ import annotations
 
+import gc
 import math
 from pathlib import Path
 
@@ -104,6 +105,7 @@ def test_cuda_graph_step_gives_the_eager_logits_and_samples(cell):
 def test_a_batch_too_big_for_gpu_memory_trains_in_micro_batches(tmp_path):
     # A real torch.OutOfMemoryError: this process may use only 0.5 GB of the GPU, and 512
     # windows of 256 events through a 2 x 512 LSTM need more (their activations alone).
+    gc.collect()
     torch.cuda.empty_cache()
     total = torch.cuda.get_device_properties(0).total_memory
     model_config = ModelConfig(V, embed_dim=64, hidden=512, layers=2, dropout=0.0)

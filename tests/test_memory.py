@@ -78,6 +78,18 @@ def test_one_window_that_does_not_fit_is_one_line_and_exit_1(tmp_path, monkeypat
     assert "ran out of memory training even one window of 32 events" in one_error_line(text)
 
 
+def test_the_command_says_in_one_note_that_the_batch_was_split(tmp_path, monkeypatch):
+    memory_for_rows(monkeypatch, 2)
+    result, text = invoke("train", write_corpus(tmp_path / "corpus"), *TINY, "--steps", "2",
+                          "--run-dir", tmp_path / "cli")
+    assert result.exit_code == 0, text
+    notes = [line for line in text.splitlines() if "did not fit in GPU memory" in line]
+    assert notes == [("note: batch 4 x 32 did not fit in GPU memory; training each step as 2 "
+                      "micro-batches of at most 2 windows, gradients accumulated (the same "
+                      "training, slower)")], text
+    assert "Traceback" not in text
+
+
 def test_running_out_later_in_the_loop_is_one_line(tmp_path, monkeypatch):
     # Not probed (the CPU, as by default): what an out-of-memory error in a step becomes.
     def no_memory(self, ids, state=None, **kw):
