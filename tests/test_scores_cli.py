@@ -99,9 +99,11 @@ def test_corpus_json_and_table(tmp_path):
     summary = json.loads(result.stdout)
     assert summary["files_found"] == 3 and summary["files_read"] == 2
     assert summary["skipped_by_reason"]["empty file"]["examples"] == ["c.mid"]
+    assert summary["readers"] == {"midi": 2}
     result = runner.invoke(app, ["corpus", str(folder)])
     assert result.exit_code == 0
     assert "files skipped" in result.stdout and "empty file" in result.stdout
+    assert "read by" in result.stdout and "midi (2)" in result.stdout
     assert "Traceback" not in result.output
 
 

@@ -59,6 +59,8 @@ def _print_summary(s: dict) -> None:
     if len(instruments) > 8:
         shown += f", and {len(instruments) - 8} more"
     table.add_row("instruments", shown or "-")
+    readers = ", ".join(f"{name} ({n:,})" for name, n in s.get("readers", {}).items())
+    table.add_row("read by", readers or "-")
     table.add_row("read now / from cache", f"{s['files_parsed']:,} / {s['files_from_cache']:,}"
                   f"  in {s['seconds']:.2f} s")
     table.add_row("token cache", s["cache"])
