@@ -125,3 +125,19 @@ def test_evaluation_scores_in_halves_and_shorter_windows_to_the_same_nll(monkeyp
     with pytest.raises(MidigenError, match="scoring one piece in windows of 32 events"):
         nll_over_pieces(model, pieces, window_events=64)
     assert math.isfinite(expected["nll_per_event"])
+
+
+def test_sampling_that_runs_out_of_memory_is_one_line(tmp_path, monkeypatch):
+    # Not split into smaller batches (the seed's draws are per batch): one line saying what to do.
+    from midigen.sample import sample_to_files
+    from midigen.stepper import Stepper
+
+    train(phrase_pieces(), TOK, tiny_model(), tiny_train(steps=2), tmp_path / "run")
+
+    def no_memory(self, ids):
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+
+    monkeypatch.setattr(Stepper, "step", no_memory)
+    with pytest.raises(MidigenError, match=r"sampling 64 pieces at once: sample fewer at a time"):
+        sample_to_files(tmp_path / "run", tmp_path / "out", num=64, max_events=50, seed=1)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
