@@ -232,3 +232,18 @@ def test_window_controls_follow_the_piece_and_its_transposition():
     # The same draws as random_windows: a run without controls sees the same batches.
     x2, _ = random_windows(stream, 64, 16, torch.Generator().manual_seed(0), max_transpose=3)
     assert torch.equal(x, x2)
+
+
+@pytest.mark.cuda
+def test_the_cuda_graph_step_applies_controls_as_forward_does():
+    model = controlled_model().cuda()
+    ids = torch.randint(0, model.config.vocab_size, (3, 10), device="cuda")
+    cond = torch.from_numpy(np.stack([asked_row(SPEC, style="high"), asked_row(SPEC, key="Dm"),
+                                      asked_row(SPEC)])).cuda()
+    with torch.no_grad():
+        full, _ = model(ids, cond=cond)
+    stepper = Stepper(model, cuda_graph=True)
+    stepper.reset(3, cond=cond)
+    assert stepper.graph_error is None and stepper._graph is not None
+    steps = torch.stack([stepper.step(ids[:, t]).clone() for t in range(ids.shape[1])], 1)
+    torch.testing.assert_close(steps, full, atol=1e-4, rtol=1e-3)
