@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 import zipfile
 from bisect import bisect_left, bisect_right
@@ -29,6 +30,7 @@ PIECE_FIELDS = {"rel": object, "k": np.int32, "name": object, "shard": object,
                 "key": object}
 
 
+STALE_TMP_S = 600  # a snapshot still being written after this long was abandoned
 _MOSTLY_UNIQUE = {"rel", "name"}  # saved as plain lists; other text columns as codes
 
 
@@ -151,6 +153,12 @@ def save_snapshot(path: Path, generation: int, files: FileTable, pieces: PieceTa
             else:
                 arrays[prefix + f.name] = column
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    for old in path.parent.glob(f".{path.name}.*.tmp"):  # left by a run killed while saving
+        try:
+            if time.time() - old.stat().st_mtime > STALE_TMP_S:
+                old.unlink()
+        except OSError:
+            pass
     try:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)

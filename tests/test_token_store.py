@@ -293,3 +293,22 @@ def test_a_stale_or_damaged_snapshot_is_not_used(songs, content):
 def test_the_store_records_which_reader_read_each_file(songs):
     summary = load_corpus(songs, CONFIG, jobs=1).summary
     assert summary["readers"] == {"midi": 12}  # bad.mid was skipped: no reader
+
+
+def test_snapshot_round_trip_keeps_every_column(tmp_path):
+    from midigen.piece_table import FileTable, PieceTable, load_snapshot, save_snapshot
+
+    files = FileTable.from_rows([("a.mid", 1, 2, "ok", None, "midi"),
+                                 ("b\u00e9.abc", 3, 4, "skipped", "no notes", None)])
+    pieces = PieceTable.from_rows([("a.mid", 0, "tune\x00one", "s1", 0, 5, 7, 1.5, 3, "0,33", 21),
+                                   ("a.mid", 1, "", "s1", 5, 2, 9, 0.5, 1, "128", None)])
+    abandoned = tmp_path / ".t.npz.dead.tmp"  # a run killed while saving left it
+    abandoned.write_bytes(b"partial")
+    os.utime(abandoned, (0, 0))
+    save_snapshot(tmp_path / "t.npz", 7, files, pieces)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npz"]
+    assert load_snapshot(tmp_path / "t.npz", 8) is None  # another generation: not used
+    loaded = load_snapshot(tmp_path / "t.npz", 7)
+    for before, after in zip((files, pieces), loaded):
+        for name in type(before).spec():
+            assert getattr(after, name).tolist() == getattr(before, name).tolist(), name
