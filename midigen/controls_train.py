@@ -99,17 +99,19 @@ class PieceControls:
             (self.style, self.key, self.instruments, self.density),
             (other.style, other.key, other.instruments, other.density))))
 
-    def rows(self, spec: ControlSpec) -> np.ndarray:
-        """(P, COND_WIDTH) rows with every control the spec knows given."""
-        out = np.tile(unknown_row(spec), (len(self.style), 1))
+    def rows(self, spec: ControlSpec, pieces: np.ndarray | None = None) -> np.ndarray:
+        """(P, COND_WIDTH) rows with every control the spec knows given, of all pieces or of
+        those indexed (a batch's: a table of every piece would be 1 KB each, per step)."""
+        pieces = np.arange(len(self.style)) if pieces is None else np.asarray(pieces)
+        out = np.tile(unknown_row(spec), (len(pieces), 1))
         if "style" in spec.names:
-            out[:, STYLE] = self.style
+            out[:, STYLE] = self.style[pieces]
         if "key" in spec.names:
-            out[:, KEY] = self.key
+            out[:, KEY] = self.key[pieces]
         if "density" in spec.names:
-            out[:, DENSITY] = self.density
+            out[:, DENSITY] = self.density[pieces]
         if "instruments" in spec.names:
-            out[:, 3:] = self.instruments
+            out[:, 3:] = self.instruments[pieces]
         return out
 
 
@@ -162,7 +164,7 @@ class WindowControls:
         spec, labels = self.spec, self.labels
         middle = offsets.numpy() + targets.shape[1] // 2
         piece = np.searchsorted(stream.piece_starts, middle, side="right") - 1  # (b,)
-        out = torch.from_numpy(labels.rows(spec)[piece])  # (b, W)
+        out = torch.from_numpy(labels.rows(spec, piece))  # (b, W)
         if "key" in spec.names:
             keys = labels.key[piece]
             moved = [k if k >= NUM_KEYS else transpose_key(int(k), int(s))
