@@ -108,6 +108,16 @@ def test_styles_come_from_folders_or_a_file(tmp_path):
     assert load_style_map(tmp_path / "s.csv") == {"jigs12.mid": "jig", "reels/r1.mid": "reel"}
     (tmp_path / "s.json").write_text(json.dumps({"a": "x"}))
     assert load_style_map(tmp_path / "s.json") == {"a": "x"}
+    from types import SimpleNamespace
+
+    from midigen.controls import style_of
+
+    piece = lambda file, name: SimpleNamespace(file=file, name=name)
+    mapping = load_style_map(tmp_path / "s.csv")
+    assert style_of(piece("jigs/jigs12.mid", "jigs12"), mapping) == "jig"  # by file name
+    assert style_of(piece("reels/r1.mid", "r1"), mapping) == "reel"  # by path
+    assert style_of(piece("other/x.mid", "x"), mapping) is None  # unlabelled: no style
+    assert style_of(piece("other/x.mid", "x"), None) == "other"  # no file: the folder
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(MidigenError, match="must hold one object"):
         load_style_map(tmp_path / "bad.json")
