@@ -67,7 +67,9 @@ setup() {
             echo "python $py here: checking that .whl/ installs on the GPU image's 3.12"
             python3 -m pip install -q --dry-run --no-index --no-deps --target "$work/site" \
                 --only-binary=:all: --python-version 3.12 --implementation cp \
-                --platform manylinux_2_28_x86_64 .whl/*.whl || return 1
+                --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+                --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+                --platform manylinux1_x86_64 .whl/*.whl || return 1
         fi
     else
         echo "no .whl/: using the packages installed here"
