@@ -51,7 +51,7 @@ bench-controls corpus="nottingham" minutes="12": install
 
 # How much a by-file split leaks against the grouped split (Nottingham, asap-piano).
 bench-split: install
-    {{python}} bench/bench_split_leak.py
+    {{python}} bench/bench_split_leak.py --paired
 
 # Static checks.
 lint:
