@@ -204,3 +204,26 @@ def test_render_writes_audio_and_pictures(checkpoint, tmp_path):
     rendered = json.loads(result.stdout)["rendered"]
     assert str(tmp_path / "sample-001.png") in rendered
     assert all(Path(p).stat().st_size > 0 for p in rendered)
+
+
+def test_samples_table_keeps_every_column_on_a_narrow_terminal(monkeypatch):
+    """Many long instrument names used to squeeze notes, events, repairs and stop to nothing."""
+    import io
+
+    from rich.console import Console
+
+    import midigen.cli.sample as sample_cli
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(sample_cli, "out", Console(file=buffer, width=80))
+    names = ["Acoustic Grand Piano", "Bright Acoustic Piano", "Electric Grand Piano",
+             "Honky-tonk Piano", "Electric Piano 1"]
+    rows = [{"path": f"out/sample-00{i}.mid", "duration_s": 90.3, "notes": 326, "events": 734,
+             "instruments": names, "repairs": {"orphan note-off": 29}, "stop": "END",
+             "ended": True, "seed": 1} for i in (1, 2)]
+    sample_cli.print_samples_table(rows, rendered=[])
+    text = buffer.getvalue()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    for header in ("notes", "events", "repairs", "stop"):
+        assert header in text
+    assert "1:30.3" in text and "734" in text and " 29 " in text and "END" in text

@@ -157,24 +157,32 @@ def print_samples_table(rows: list[dict], rendered) -> None:
     folder = Path(rows[0]["path"]).parent if rows else ""
     table = Table(title=f"{len(rows)} piece{'s' if len(rows) != 1 else ''} written to {folder}")
     # Every column but instruments keeps its width; instruments is cut with "…" to fit.
-    names = [Path(r["path"]).name for r in rows]
-    table.add_column("file", no_wrap=True, min_width=max(map(len, names), default=4))
-    for name in ("duration", "notes", "events"):
-        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
-    table.add_column("instruments", no_wrap=True, overflow="ellipsis", min_width=8)
-    table.add_column("repairs", justify="right", no_wrap=True, min_width=7)
-    table.add_column("stop", no_wrap=True, min_width=7)  # END, seconds, events, longest
-    for r in rows:
-        minutes, secs = divmod(r["duration_s"], 60)
-        repairs = sum(r["repairs"].values())
-        table.add_row(Path(r["path"]).name, f"{int(minutes)}:{secs:04.1f}", str(r["notes"]),
-                      str(r["events"]), _instruments_cell(r["instruments"]),
-                      str(repairs), r.get("stop", "END" if r["ended"] else "limit"))
+    cells = [[Path(r["path"]).name, _duration(r["duration_s"]), str(r["notes"]), str(r["events"]),
+              _instruments_cell(r["instruments"]), str(sum(r["repairs"].values())),
+              r.get("stop", "END" if r["ended"] else "limit")] for r in rows]
+    headers = ("file", "duration", "notes", "events", "instruments", "repairs", "stop")
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
+    # Rich squeezes every column of a table too wide for the terminal, down to empty ones;
+    # instruments alone gives way, to what the others and the borders (3 per column) leave.
+    room = out.width - sum(widths) + widths[4] - 3 * len(headers) - 1
+    for i, header in enumerate(headers):
+        if header == "instruments":
+            table.add_column(header, no_wrap=True, overflow="ellipsis", max_width=max(8, room))
+        else:
+            table.add_column(header, justify="left" if i == 0 or header == "stop" else "right",
+                             no_wrap=True, min_width=widths[i])
+    for row in cells:
+        table.add_row(*row)
     out.print(table)
     if rows:
         out.print(f"seed {rows[0]['seed']} (pass --seed {rows[0]['seed']} to make these again)")
     for path in rendered:
         out.print(f"rendered: {path}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes)}:{secs:04.1f}"
 
 
 def _instruments_cell(names: list[str], shown: int = 3) -> str:
