@@ -42,6 +42,7 @@ from midigen.controls import (
     DENSITY,
     KEY,
     STYLE,
+    asked_instruments,
     asked_row,
     density_of_ids,
     model_controls,
@@ -119,9 +120,13 @@ class BigramStyles:
         return self.styles[int(np.argmax(scores))]
 
 
+MODEL_ONLY = False  # --model-only: the network's instrument choices, without the sampler's rule
+
+
 def sample(model, tok, spec, num, seconds, seed, **asked):
+    row = asked_row(spec, **asked)
     return sample_ids(model, tok, num=num, seconds=seconds, seed=seed, min_seconds=seconds / 2,
-                      cond=asked_row(spec, **asked))
+                      cond=row, instruments=None if MODEL_ONLY else asked_instruments(row))
 
 
 def measure(model, tok, spec, pieces, split, num: int, seconds: float, seed: int) -> dict:
@@ -239,7 +244,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the run and corpus here")
     parser.add_argument("--checkpoint", type=Path, default=None, help="measure this run instead")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-only", action="store_true",
+                        help="sample without the sampler's instruments rule (what the network learned)")
     args = parser.parse_args()
+    global MODEL_ONLY
+    MODEL_ONLY = args.model_only
     if not CORPORA.is_dir():
         sys.exit(f"no shared corpora at {CORPORA}")
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-controls-"))

@@ -239,6 +239,12 @@ def asked_row(spec: ControlSpec | None, style: str | None = None, key: str | Non
     return row
 
 
+def asked_instruments(row: np.ndarray | None) -> list[int] | None:
+    """The instrument keys a conditioning row asks for (None: the row leaves them open)."""
+    keys = [] if row is None else np.flatnonzero(row[INSTRUMENTS:]).tolist()
+    return keys or None
+
+
 def model_controls(model) -> ControlSpec | None:
     """The ControlSpec of a MusicRNN (None: trained without controls)."""
     spec = getattr(model.config, "controls", None)

@@ -30,6 +30,7 @@ import torch
 
 from midigen.errors import MidigenError
 from midigen.events import EventType
+from midigen.instrument_rule import InstrumentRule
 from midigen.length_rules import EndingRule, note_cap_drawer
 from midigen.model import MusicRNN
 from midigen.note_grammar import NoteGrammar
@@ -107,7 +108,8 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
                seed: int | None = None, primer_ids=None, constrain: bool = True,
                min_seconds: float | None = None, max_note_s: float | None = None,
                piece_quantiles_s: dict | None = None, note_quantiles_s: dict | None = None,
-               cuda_graph: bool = False, cond: np.ndarray | None = None) -> list[np.ndarray]:
+               cuda_graph: bool = False, cond: np.ndarray | None = None,
+               instruments=None) -> list[np.ndarray]:
     """`num` new pieces as id arrays: START, the primer (if any), then the sampled events.
 
     `max_events` and `seconds` count only the new events and the new music after the
@@ -122,7 +124,8 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     rules of midigen.length_rules: `piece_quantiles_s` a per-piece target length for END,
     `note_quantiles_s` (with `constrain`) a per-note cap drawn from the corpus's longest notes.
     `cond`: the controls row (COND_WIDTH,) of a model that has them, for every piece
-    (midigen.controls.asked_row).
+    (midigen.controls.asked_row). `instruments`: instrument keys (programs, DRUM_KEY) the
+    pieces may use and no other (midigen.instrument_rule).
     """
     check_options(temperature, top_k, top_p, num, max_events, seconds)
     if min_seconds is not None and not (math.isfinite(min_seconds) and 0 <= min_seconds <= MAX_SECONDS):
@@ -161,6 +164,8 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
         piece_quantiles_s, num, tokenizer_config.steps_per_second, vocab.size, rng, min_seconds)
     draw_caps = note_cap_drawer(note_quantiles_s or {}, rng)
     grammar = NoteGrammar(vocab, num, prefix, max_note_s, draw_caps) if constrain else None
+    only = (InstrumentRule(vocab, instruments, num, prefix)
+            if instruments is not None and tokenizer_config.use_programs else None)
     # END before any note would give an empty file: hold it back until a piece has a note.
     note_on_lo, note_on_hi = vocab.note_on_ids.start, vocab.note_on_ids.stop
     has_note = np.full(num, any(note_on_lo <= i < note_on_hi for i in prefix))
@@ -181,6 +186,8 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
         if grammar is not None:
             grammar.mask(logits)
             logits[:, vocab.start_id] = -np.inf
+        if only is not None:
+            only.mask(logits)
         chosen = next_ids(logits, temperature, top_k, top_p, rng)  # (B,)
         if grammar is not None:
             chosen = grammar.cap_notes(chosen)
@@ -199,6 +206,8 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
             stop |= elapsed_steps >= limit_steps
         if grammar is not None:
             grammar.update(chosen)
+        if only is not None:
+            only.update(chosen)
         out[:, t] = chosen
         if stop.any():
             lengths[stop & ~done] = t + 1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from midigen.controls import asked_row, model_controls
+from midigen.controls import asked_instruments, asked_row, model_controls
 from midigen.errors import MidigenError
 from midigen.sample_limits import MAX_SECONDS, check_options, length_limits, stop_reason
 from midigen.tokenizer import TokenizerConfig, decode_ids, encode_notes
@@ -97,7 +97,7 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
                             piece_quantiles_s=limits["piece_quantiles_s"],
                             note_quantiles_s=limits["note_quantiles_s"],
                             cuda_graph=True,  # on CUDA only; the same pieces as the eager step
-                            cond=cond)
+                            cond=cond, instruments=asked_instruments(cond))
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

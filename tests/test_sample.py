@@ -319,3 +319,20 @@ def test_temperature_makes_a_trained_model_more_or_less_adventurous(one_thread):
     assert entropy[0.3] < entropy[1.0] < entropy[2.0] - 0.4, entropy
     assert entropy[0.3] + 0.8 < entropy[2.0], entropy
     assert distinct[0.3] < distinct[1.0] < distinct[2.0], distinct
+
+
+def test_asked_instruments_are_the_only_ones_played():
+    """An untrained model picks programs at random; asked for two, the sampler plays only them."""
+    config = TokenizerConfig(steps_per_second=4, max_shift_steps=8, num_velocity_bins=1,
+                             use_programs=True, min_pitch=48, max_pitch=84)
+    model = tiny_model(vocab_size=vocabulary(config).size)
+
+    def programs(instruments):
+        pieces = sample_ids(model, config, num=8, max_events=300, seed=3, instruments=instruments)
+        notes = np.concatenate([decode_ids(p, config).notes for p in pieces])
+        return set(np.where(notes["is_drum"], 128, notes["program"]).tolist()), len(notes)
+
+    free, _ = programs(None)
+    assert len(free - {40, 41}) > 5  # left alone, it plays many instruments
+    asked, count = programs([40, 41])
+    assert count > 50 and asked <= {40, 41}  # not piano, the decoder's default, either
