@@ -24,24 +24,16 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from midigen.corpus import PieceTokens
 from midigen.device import pick_device
 from midigen.model import ModelConfig, MusicRNN
 from midigen.threads import use_all_cores
 from midigen.tokenizer import TokenizerConfig, vocabulary
 from midigen.train import TrainConfig, make_optimizer, train, train_step
-
-
-@dataclass
-class Piece:
-    name: str
-    file: str
-    ids: np.ndarray
-    duration_s: float
 
 
 def bare_tokens_per_s(model_config, batch, seq_len, steps, device) -> float:
@@ -69,8 +61,8 @@ def bare_tokens_per_s(model_config, batch, seq_len, steps, device) -> float:
 def loop_tokens_per_s(model_config, tok, batch, seq_len, steps, device) -> float:
     rng = np.random.default_rng(0)
     size = max(4 * batch * seq_len, 20_000)
-    pieces = [Piece(f"p{i}", f"f{i}", rng.integers(2, 200, size).astype(np.uint16), 60.0)
-              for i in range(10)]
+    pieces = [PieceTokens(f"p{i}", f"f{i}", rng.integers(2, 200, size).astype(np.uint16), 60.0,
+                          num_notes=0, programs=(0,)) for i in range(10)]
     config = TrainConfig(seq_len=seq_len, batch_size=batch, steps=steps + 3, eval_every=10**9,
                          log_every=10, transpose=3, device=device.type)
     with tempfile.TemporaryDirectory() as run_dir:

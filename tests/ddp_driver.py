@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ import torch.distributed as dist
 
 from midigen import memory
 from midigen.checkpoint import load_checkpoint
+from midigen.corpus import PieceTokens
 from midigen.distributed import session
 from midigen.events import Note, notes_to_array
 from midigen.model import ModelConfig, MusicRNN
@@ -36,15 +37,8 @@ CONFIG = TrainConfig(seq_len=32, batch_size=8, lr=1e-2, warmup_steps=3, steps=8,
                      log_every=1, transpose=2, valid_fraction=0.3, device="cpu")
 
 
-@dataclass
-class Piece:
-    name: str
-    file: str
-    ids: np.ndarray
-    duration_s: float
 
-
-def toy_pieces(count: int = 7) -> list[Piece]:
+def toy_pieces(count: int = 7) -> list[PieceTokens]:
     """Seeded random melodies over a bass, of different lengths (so validation shards differ)."""
     rng = np.random.default_rng(0)
     pieces = []
@@ -56,7 +50,7 @@ def toy_pieces(count: int = 7) -> list[Piece]:
                       Note(pitch - 12 - int(rng.integers(0, 5)), 60, t, t + 0.6)]
             t += float(rng.choice([0.2, 0.3, 0.5]))
         ids = encode_notes(notes_to_array(notes), TOK).astype(np.uint16)
-        pieces.append(Piece(f"p{k}", f"f{k}.mid", ids, t))
+        pieces.append(PieceTokens(f"p{k}", f"f{k}.mid", ids, t, num_notes=len(notes), programs=(0,)))
     return pieces
 
 
