@@ -69,6 +69,7 @@ def test_train_then_inspect(corpus, tmp_path):
     assert info["corpus"]["pieces"] == 4
     result, text = invoke("inspect", run / "last.pt")
     assert result.exit_code == 0 and "hidden" in text and "best_valid_nll" in text
+    assert "micro_batch" not in text  # only a batch split to fit in memory shows one
 
     # --init-from keeps the tokenizer; asking for another one is an error.
     result, text = invoke("train", corpus, "--init-from", run, "--steps-per-second", "50",

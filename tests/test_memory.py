@@ -7,6 +7,7 @@ No GPU is needed: torch.OutOfMemoryError is raised by a wrapped forward above a 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -88,6 +89,13 @@ def test_the_command_says_in_one_note_that_the_batch_was_split(tmp_path, monkeyp
                       "micro-batches of at most 2 windows, gradients accumulated (the same "
                       "training, slower)")], text
     assert "Traceback" not in text
+
+    # inspect says the batch was split, in the table and in JSON.
+    result, text = invoke("inspect", tmp_path / "cli" / "last.pt")
+    assert result.exit_code == 0, text
+    assert "micro_batch" in text and "2 windows at a time of the 4 in a step" in " ".join(text.split())
+    result, text = invoke("inspect", tmp_path / "cli" / "last.pt", "--json")
+    assert json.loads(result.stdout)["training"]["micro_batch"] == 2
 
 
 def test_running_out_later_in_the_loop_is_one_line(tmp_path, monkeypatch):

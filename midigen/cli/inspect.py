@@ -54,10 +54,25 @@ def inspect(
     table.add_column("value", overflow="fold")
     for key in ("midigen_version", "step", "total_steps", "best_valid_nll", "parameters"):
         table.add_row("", key, f"{info[key]:,}" if isinstance(info[key], int) else str(info[key]))
+    shown = {**info, "training": training_rows(info["training"])}
     for section in ("latest_metrics", "tokenizer", "model", "controls", "training", "split",
                     "corpus"):
-        for i, (k, v) in enumerate(info.get(section, {}).items()):
+        for i, (k, v) in enumerate(shown.get(section, {}).items()):
             if isinstance(v, list) and section == "controls":
                 v = ", ".join(map(str, v))
             table.add_row(section if i == 0 else "", k, f"{v:.4g}" if isinstance(v, float) else str(v))
     out.print(table)
+
+
+def training_rows(training: dict) -> dict:
+    """The training settings as the table shows them: micro_batch only when the batch was split
+    (it did not fit in GPU memory, see midigen.memory), said in words; None is left out."""
+    rows = {k: v for k, v in training.items() if k != "micro_batch"}
+    micro = training.get("micro_batch")
+    if micro:
+        world_size = max(1, training.get("world_size") or 1)
+        share = f"{training.get('batch_size', 0) // world_size}" + (
+            " per process" if world_size > 1 else "")
+        rows["micro_batch"] = (f"{micro} windows at a time of the {share} in a step (the batch "
+                               "did not fit in GPU memory; gradients accumulated)")
+    return rows
