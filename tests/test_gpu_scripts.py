@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,13 @@ def test_fetched_wheels_and_corpus_are_git_ignored():
     for path in (".whl/x.whl", ".gpu/asap-piano.tar.gz"):
         done = subprocess.run(["git", "check-ignore", "-q", path], check=False, cwd=ROOT)
         assert done.returncode == 0, f"{path} is not git-ignored"
+
+
+def test_the_gpu_benchmark_still_fits_the_library():
+    # Its calls run once on the CPU with a tiny model, so a changed API (as when sampling
+    # began to refuse min_seconds over 12 hours) is found here, not in GPU time.
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_gpu.py"), "--dry-run"],
+                          check=False, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "same pieces for the same seed, eager vs graph: True" in done.stdout, done.stdout
+    assert "batched sampler, 1024 pieces" in done.stdout
