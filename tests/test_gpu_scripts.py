@@ -36,3 +36,18 @@ def test_the_gpu_benchmark_still_fits_the_library():
     assert done.returncode == 0, done.stderr[-2000:]
     assert "same pieces for the same seed, eager vs graph: True" in done.stdout, done.stdout
     assert "batched sampler, 1024 pieces" in done.stdout
+
+
+def test_training_and_sampling_import_nothing_the_lean_wheels_leave_out():
+    # `fetch_gpu_wheels.sh --lean` carries symusic and its two only: what the GPU check runs
+    # (train, sample, evaluate, inspect, the CUDA tests) must not import the score, audio or
+    # pretty_midi packages at module level.
+    code = ("import sys, midigen.cli, midigen.train, midigen.sample, midigen.sample_files, "
+            "midigen.evaluate, midigen.runs, midigen.memory, midigen.stepper, midigen.distributed, "
+            "midigen.midi_io, midigen.corpus;"
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                          text=True, cwd=ROOT)
+    loaded = set(done.stdout.split())
+    assert "symusic" in loaded and "torch" in loaded
+    assert not loaded & {"music21", "verovio", "soundfile", "pretty_midi", "mido"}, loaded
