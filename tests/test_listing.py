@@ -46,3 +46,16 @@ def test_list_scores_sees_an_in_place_change_an_addition_and_a_removal(tmp_path)
     stale, removed = changes(list_scores(tmp_path), first.rels, first.sizes, first.mtimes)
     assert stale == ["a/w.krn", "y.MID"] and removed == ["z.abc"]
 
+
+
+def test_list_scores_sorts_paths_as_a_sort_of_all_of_them_would(tmp_path):
+    """Each folder is sorted on its own; '-' and '.' sort before '/' and '0' after it."""
+    for rel in ("a.mid", "a0.mid", "a-b/x.mid", "a/b.mid", "a/b/c.mid", "a/b.c/d.mid",
+                "a/b-/e.mid", "é/f.mid", "Z.mid", "x.mid/inside.mid", "a/b/c/.mid"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"1")
+    walked = sorted(os.path.relpath(os.path.join(d, f), tmp_path).replace(os.sep, "/")
+                    for d, _, names in os.walk(tmp_path) for f in names)
+    listing = list_scores(tmp_path)
+    assert listing.rels == walked  # "x.mid" is a folder: walked, not listed
+    assert listing.sizes.tolist() == [1] * len(walked)
