@@ -182,8 +182,7 @@ def _update_store(store: TokenStore, folder: Path, listing: Listing, config: Tok
     if not store.others_wrote:  # what we know is all: change the tables in memory
         files = files.without(gone).merge(FileTable.from_rows(new_files))
         pieces = pieces.without(gone).merge(PieceTable.concat(new_pieces))
-        if store.generation != store.loaded_generation or not store.from_snapshot:
-            store.save_tables(files, pieces)
+        store.save_tables(files, pieces)  # a snapshot, unless its journal already tells
         return files, pieces, total
     # Another run committed too: what the store holds now, checked, for this folder's files.
     files, pieces = store.sql_tables()

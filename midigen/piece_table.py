@@ -4,9 +4,9 @@ A corpus of 300,000 files has 300,000 file records and as many pieces. Fetched f
 as Python tuples and turned into objects they cost about a second on every run, more than
 the rest of a cached run together. As columns they are compared with the folder listing in
 bulk, changed in bulk (`drop`, `merge`), and saved beside the database as one .npz (the
-*snapshot*) that the next run loads in milliseconds, keyed by the store's generation (a
-number every write transaction increments), so a snapshot that any write made stale is
-never used.
+*snapshot*) that the next run loads in milliseconds, keyed by the store's state (generation
+and token, both new in every write transaction), so a snapshot that any write made stale
+is never used unless midigen.table_journal's lines lead from it to the database's state.
 """
 
 from __future__ import annotations
@@ -73,21 +73,22 @@ class Columns:
         for rel in rels:
             lo = bisect_left(column, rel)
             keep[lo:bisect_right(column, rel, lo)] = False
-        return self.take(keep)
+        return self if keep.all() else self.take(keep)
 
     def merge(self, other: Columns) -> Columns:
         """These rows and `other`'s (whose files these rows do not hold), in (rel, k) order."""
         if not len(other):
             return self
+        if len(self) and len(other) <= 64:  # a few new rows (sorted): insert them, no sort
+            where = np.searchsorted(self.rel, other.rel)  # type: ignore[attr-defined]
+            return type(self)(**{f.name: np.insert(getattr(self, f.name), where,
+                                                   getattr(other, f.name))
+                                 for f in fields(self)})
         both = type(self)(**{f.name: np.concatenate([getattr(self, f.name),
                                                      getattr(other, f.name)])
                              for f in fields(self)})
-        if len(self) and len(other) <= 64:  # a few new rows: insert them, no full sort
-            where = np.searchsorted(self.rel, other.rel)  # type: ignore[attr-defined]
-            order = np.insert(np.arange(len(self)), where, np.arange(len(self), len(both)))
-        else:
-            k = getattr(both, "k", np.zeros(len(both), dtype=np.int32))
-            order = sorted(range(len(both)), key=lambda i: (both.rel[i], k[i]))  # type: ignore[attr-defined]
+        k = getattr(both, "k", np.zeros(len(both), dtype=np.int32))
+        order = sorted(range(len(both)), key=lambda i: (both.rel[i], k[i]))  # type: ignore[attr-defined]
         return both.take(np.asarray(order, dtype=np.int64))
 
 
@@ -126,9 +127,10 @@ def _column(values, dtype) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the snapshot
 
-def save_snapshot(path: Path, generation: int, files: FileTable, pieces: PieceTable) -> None:
-    """Write both tables to `path` whole or not at all (a failure leaves the old one)."""
-    arrays = {"generation": np.array([generation], dtype=np.int64)}
+def save_snapshot(path: Path, state: str, files: FileTable, pieces: PieceTable) -> bool:
+    """Write both tables, as of the store's `state`, to `path` whole or not at all (a
+    failure leaves the old one); True if written."""
+    arrays = {"state": np.frombuffer(state.encode(), dtype=np.uint8)}
     file_index = {rel: i for i, rel in enumerate(files.rel.tolist())}
     for prefix, table in (("files.", files), ("pieces.", pieces)):
         for f in fields(table):
@@ -163,17 +165,27 @@ def save_snapshot(path: Path, generation: int, files: FileTable, pieces: PieceTa
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
         os.replace(tmp, path)
+        return True
     except OSError:
-        pass  # only a cache: the next run reads the database instead
+        return False  # only a cache: the next run reads the database instead
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def load_snapshot(path: Path, generation: int) -> tuple[FileTable, PieceTable] | None:
-    """The tables saved at `generation`, or None (missing, stale or damaged: zip CRCs)."""
+def snapshot_state(path: Path) -> str | None:
+    """The store state the snapshot was saved at (None: missing, damaged, or older code's)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            if int(data["generation"][0]) != generation:
+            return bytes(data["state"]).decode()
+    except (OSError, KeyError, ValueError, EOFError, UnicodeDecodeError, zipfile.BadZipFile):
+        return None
+
+
+def load_snapshot(path: Path, state: str) -> tuple[FileTable, PieceTable] | None:
+    """The tables saved at `state`, or None (missing, stale or damaged: zip CRCs)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if bytes(data["state"]).decode() != state:
                 return None
             tables = []
             for prefix, cls in (("files.", FileTable), ("pieces.", PieceTable)):
@@ -189,7 +201,8 @@ def load_snapshot(path: Path, generation: int) -> tuple[FileTable, PieceTable] |
                         columns[name] = data[prefix + name]
                 tables.append(cls(**columns))
             return tables[0], tables[1]  # type: ignore[return-value]
-    except (OSError, KeyError, ValueError, IndexError, EOFError, zipfile.BadZipFile):
+    except (OSError, KeyError, ValueError, IndexError, EOFError, UnicodeDecodeError,
+            zipfile.BadZipFile):
         return None
 
 

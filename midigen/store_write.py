@@ -106,13 +106,14 @@ class ShardWriter:
         return PieceTable.from_rows(rows)
 
     def _commit(self, found, rows: list[tuple]) -> None:
-        with self.transaction() as db:
-            rels = [(rel,) for rel, *_ in found]
-            db.executemany("UPDATE pieces SET live=0 WHERE rel=? AND live=1", rels)
+        file_rows = [(rel, size, mtime, r["status"], r.get("reason"), r.get("reader"))
+                     for rel, size, mtime, r in found]
+        rels = [rel for rel, *_ in found]
+        with self.transaction(change=(rels, file_rows, rows)) as db:
+            db.executemany("UPDATE pieces SET live=0 WHERE rel=? AND live=1",
+                           [(rel,) for rel in rels])
             db.executemany("INSERT OR REPLACE INTO files (rel, size, mtime_ns, status, reason, "
-                           "reader) VALUES (?, ?, ?, ?, ?, ?)",
-                           [(rel, size, mtime, r["status"], r.get("reason"), r.get("reader"))
-                            for rel, size, mtime, r in found])
+                           "reader) VALUES (?, ?, ?, ?, ?, ?)", file_rows)
             db.executemany(f"INSERT INTO pieces ({PIECE_COLUMNS}, live) VALUES "
                            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)", rows)
 
@@ -121,7 +122,7 @@ class ShardWriter:
         if not rels:
             return
         try:
-            with self.transaction() as db:
+            with self.transaction(change=(list(rels), [], [])) as db:
                 db.executemany("UPDATE pieces SET live=0 WHERE rel=? AND live=1",
                                [(r,) for r in rels])
                 db.executemany("DELETE FROM files WHERE rel=?", [(r,) for r in rels])

@@ -14,8 +14,11 @@ Safety without a server:
 - every run holds a shared flock on store.lock while it reads or writes; compaction, the only
   step that deletes shards, needs it exclusively and is skipped when it cannot get it; maps a
   reader already holds stay valid after the file is unlinked;
-- every write transaction increments the store's generation: a run that sees it move by more
-  than its own writes knows another run wrote, and reads the database again;
+- every write transaction increments the store's generation (and draws a new random token:
+  generation and token are the store's *state*): a run that sees it move by more than its
+  own writes knows another run wrote, and reads the database again; the columns snapshot
+  and its journal (midigen.table_journal) are used only when they lead to the state the
+  database is in;
 - a damaged database is moved out of the way and rebuilt, with a note.
 """
 
@@ -31,8 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
+from midigen import table_journal
 from midigen.errors import MidigenError
-from midigen.piece_table import FileTable, PieceTable, load_snapshot, save_snapshot
+from midigen.piece_table import (
+    FileTable,
+    PieceTable,
+    load_snapshot,
+    save_snapshot,
+    snapshot_state,
+)
 from midigen.store_check import ShardChecker
 from midigen.store_write import PIECE_COLUMNS, ShardWriter, fcntl
 
@@ -79,13 +89,16 @@ class TokenStore(ShardWriter, ShardChecker):
         self.dir = Path(directory)
         self.shards = self.dir / "shards"
         self.snapshot = self.dir / "tables.npz"
+        self.journal = self.dir / "tables.journal"
         self.notes: list[str] = []
         self._lock_fd: int | None = None
         self._writer = None  # (name, file, end in ids) of the shard this run appends to
         self.db: sqlite3.Connection | None = None
-        self.generation = -1  # of the tables this run last read
+        self.generation, self.token = -1, ""  # the state of the tables this run last read
         self.others_wrote = False  # another run committed since then
         self.loaded_generation, self.from_snapshot = -1, False  # what tables() found
+        self.journal_ok = False  # the snapshot and its journal lead to this run's state
+        self._journal_bytes = 0
 
     # ----------------------------------------------------------------- opening and locking
     def __enter__(self) -> TokenStore:  # noqa: PYI034
@@ -121,6 +134,8 @@ class TokenStore(ShardWriter, ShardChecker):
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('token', ?)",
+                            (uuid.uuid4().hex[:12],))
             for table, added in _ADDED_COLUMNS.items():
                 have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
                 for column, kind in added.items():
@@ -151,6 +166,7 @@ class TokenStore(ShardWriter, ShardChecker):
             if path.exists():
                 os.replace(path, self.dir / f"damaged-{stamp}-{uuid.uuid4().hex[:6]}.sqlite{suffix}")
         self.snapshot.unlink(missing_ok=True)
+        self.journal.unlink(missing_ok=True)
         self._flock(shared=True)
         self.notes.append(f"the token store in {self.dir} was rebuilt: {why}")
         self._connect()
@@ -167,25 +183,52 @@ class TokenStore(ShardWriter, ShardChecker):
             self._lock_fd = None
 
     # ----------------------------------------------------------------- transactions
+    @property
+    def state(self) -> str:
+        return f"{self.generation}:{self.token}"
+
+    def _read_state(self, db) -> tuple[int, str]:
+        rows = dict(db.execute("SELECT key, value FROM meta WHERE key IN "
+                               "('generation', 'token')").fetchall())
+        return int(rows["generation"]), rows.get("token", "")
+
     @contextmanager
-    def transaction(self, count: bool = True):
-        """BEGIN IMMEDIATE .. COMMIT (ROLLBACK on any exception); `count` increments the
-        generation and notes whether another run wrote since this one last looked."""
+    def transaction(self, count: bool = True, change: tuple | None = None):
+        """BEGIN IMMEDIATE .. COMMIT (ROLLBACK on any exception); `count` moves the store to
+        a new state and notes whether another run wrote since this one last looked.
+        `change`: (files touched, their file rows, their piece rows) after it, journaled
+        once committed; a counted transaction without one ends this run's journal."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             if count:
-                now = int(db.execute("SELECT value FROM meta WHERE key='generation'")
-                          .fetchone()[0])
-                self.others_wrote |= now != self.generation
-                db.execute("UPDATE meta SET value=? WHERE key='generation'", (str(now + 1),))
-                self.generation = now + 1
+                now, token = self._read_state(db)
+                if (now, token) != (self.generation, self.token):
+                    self.others_wrote, self.journal_ok = True, False
+                start = f"{now}:{token}"
+                self.generation, self.token = now + 1, uuid.uuid4().hex[:12]
+                db.executemany("UPDATE meta SET value=? WHERE key=?",
+                               [(str(self.generation), "generation"), (self.token, "token")])
             yield db
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        if count:
+            self._journal(start, change)
+
+    def _journal(self, start: str, change: tuple | None) -> None:
+        if not self.journal_ok or change is None:
+            self.journal_ok = False
+            return
+        try:
+            self._journal_bytes += table_journal.append(self.journal, start, self.state,
+                                                        *change)
+        except OSError:
+            self.journal_ok = False  # this run writes a snapshot instead
+            return
+        self.journal_ok = self._journal_bytes < table_journal.JOURNAL_MAX_BYTES
 
     def _failed(self, e: BaseException):
         if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
@@ -204,11 +247,22 @@ class TokenStore(ShardWriter, ShardChecker):
     def tables(self) -> tuple[FileTable, PieceTable]:
         """Every file record and live piece: from the snapshot when it is current, else the
         database (in one read transaction, with the generation it was read at)."""
-        now = int(self._query("SELECT value FROM meta WHERE key='generation'")[0][0])
-        snap = load_snapshot(self.snapshot, now)
+        try:
+            now, token = self._read_state(self.db)
+        except sqlite3.OperationalError as e:
+            raise MidigenError(f"cannot read the token store in {self.dir} ({e})") from None
+        except sqlite3.DatabaseError:
+            raise StoreDamaged from None
+        base, snap = snapshot_state(self.snapshot), None
+        if base is not None:
+            change = table_journal.follow(self.journal, base, f"{now}:{token}")
+            snap = None if change is None else load_snapshot(self.snapshot, base)
         self.from_snapshot = snap is not None
         if snap is not None:
-            self.generation, self.others_wrote = now, False
+            snap = table_journal.apply(*snap, change)
+            self.generation, self.token, self.others_wrote = now, token, False
+            self._journal_bytes = table_journal.size(self.journal)
+            self.journal_ok = self._journal_bytes < table_journal.JOURNAL_MAX_BYTES
         else:
             snap = self.sql_tables()
         self.loaded_generation = self.generation
@@ -218,7 +272,7 @@ class TokenStore(ShardWriter, ShardChecker):
         try:
             self.db.execute("BEGIN")
             try:
-                now = int(self._query("SELECT value FROM meta WHERE key='generation'")[0][0])
+                now, token = self._read_state(self.db)
                 files = self._query(f"SELECT {_FILE_COLUMNS} FROM files ORDER BY rel")
                 pieces = self._query(f"SELECT {PIECE_COLUMNS} FROM pieces WHERE live=1 "
                                      "ORDER BY rel, k")
@@ -228,12 +282,18 @@ class TokenStore(ShardWriter, ShardChecker):
             raise MidigenError(f"cannot read the token store in {self.dir} ({e})") from None
         except sqlite3.DatabaseError:
             raise StoreDamaged from None
-        self.generation, self.others_wrote = now, False
+        self.generation, self.token, self.others_wrote = now, token, False
         return FileTable.from_rows(files), PieceTable.from_rows(pieces)
 
     def save_tables(self, files: FileTable, pieces: PieceTable) -> None:
-        """Snapshot of the tables as of self.generation, for the next run to load."""
-        save_snapshot(self.snapshot, self.generation, files, pieces)
+        """Leave the tables as of this run's state for the next run to load: nothing to do
+        where the snapshot and its journal already lead there, else a new snapshot (and an
+        empty journal)."""
+        if self.journal_ok:
+            return
+        if save_snapshot(self.snapshot, self.state, files, pieces):
+            self.journal.unlink(missing_ok=True)
+            self.journal_ok, self._journal_bytes = True, 0
 
     def maps(self, pieces: PieceTable) -> dict[str, np.ndarray]:
         """{shard: its ids memory-mapped, read-only} for the shards pieces point into."""

@@ -30,6 +30,25 @@ def test_changes_equal_a_name_by_name_comparison(before, now):
     assert removed == sorted(set(before) - set(now))
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.text("ab/é.", min_size=1, max_size=6), st.tuples(st.integers(0, 3),
+                       st.integers(0, 3)), min_size=1, max_size=40),
+       st.lists(st.tuples(st.text("ab/é.", min_size=1, max_size=6), st.integers(0, 3)),
+                max_size=10))
+def test_changes_equal_a_name_by_name_comparison_when_few_names_differ(before, edits):
+    """A few names added or removed: the walk of the two sorted lists, not sets."""
+    now = dict(before)
+    for rel, size in edits:
+        if rel in now and size == 0:
+            del now[rel]
+        else:
+            now[rel] = (size, 0)
+    known = listing_of(before)
+    stale, removed = changes(listing_of(now), known.rels, known.sizes, known.mtimes)
+    assert stale == sorted(rel for rel in now if before.get(rel) != now[rel])
+    assert removed == sorted(set(before) - set(now))
+
+
 def test_list_scores_sees_an_in_place_change_an_addition_and_a_removal(tmp_path):
     (tmp_path / "a").mkdir()
     for name in ("a/x.mid", "y.MID", "z.abc", "notes.txt"):

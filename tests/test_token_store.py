@@ -60,6 +60,11 @@ def shard_files(corpus) -> list[Path]:
 
 @pytest.fixture
 def songs(tmp_path, monkeypatch):
+    return make_songs(tmp_path, monkeypatch)
+
+
+def make_songs(tmp_path: Path, monkeypatch) -> Path:
+    """A folder of 12 songs and one file that is not MIDI, with the store in tmp_path."""
     monkeypatch.setenv("MIDIGEN_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "songs"
     folder.mkdir()
@@ -171,7 +176,7 @@ def test_full_disk_gives_one_line_and_leaves_nothing_that_breaks_the_next_run(so
 
 _RUNNER = textwrap.dedent("""
     import os, signal, sys, pathlib
-    from midigen import corpus, store_write, token_store
+    from midigen import corpus, store_write, table_journal, token_store
     corpus.READ_BATCH_FILES = 3
     kill_at = os.environ.get("KILL_AT", "")
     def die(*a, **k):
@@ -192,6 +197,14 @@ _RUNNER = textwrap.dedent("""
                 die()
             real_commit(self, *a)
         token_store.TokenStore._commit = commit
+    elif kill_at == "journal":  # after a commit, before its line is in the journal
+        real_journal, lines = table_journal.append, []
+        def journal(*a):
+            lines.append(1)
+            if len(lines) == 2:
+                die()
+            return real_journal(*a)
+        table_journal.append = journal
     elif kill_at == "unlink":
         store_write.COMPACT_MIN_DEAD_BYTES = 0
         store_write.COMPACT_DEAD_FRACTION = 0
@@ -213,7 +226,7 @@ def test_run_killed_at_any_moment_leaves_a_store_the_next_run_uses(songs, monkey
     for k in range(12, 30):
         write_song(songs / f"s{k:02d}.mid", k)
     rng = random.Random(0)
-    for kill_at in ("append", "commit", "", "", "unlink"):
+    for kill_at in ("append", "commit", "journal", "", "", "unlink"):
         for k in rng.sample(range(30), 12):  # work for the run: 12 files to read in 4 commits
             write_song(songs / f"s{k:02d}.mid", rng.randrange(10**6))
         expected = fresh(songs, tmp_path, monkeypatch)
@@ -305,10 +318,10 @@ def test_snapshot_round_trip_keeps_every_column(tmp_path):
     abandoned = tmp_path / ".t.npz.dead.tmp"  # a run killed while saving left it
     abandoned.write_bytes(b"partial")
     os.utime(abandoned, (0, 0))
-    save_snapshot(tmp_path / "t.npz", 7, files, pieces)
+    assert save_snapshot(tmp_path / "t.npz", "7:ab", files, pieces)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npz"]
-    assert load_snapshot(tmp_path / "t.npz", 8) is None  # another generation: not used
-    loaded = load_snapshot(tmp_path / "t.npz", 7)
+    assert load_snapshot(tmp_path / "t.npz", "7:ac") is None  # another state: not used
+    loaded = load_snapshot(tmp_path / "t.npz", "7:ab")
     for before, after in zip((files, pieces), loaded):
         for name in type(before).spec():
             assert getattr(after, name).tolist() == getattr(before, name).tolist(), name
