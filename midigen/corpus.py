@@ -180,8 +180,8 @@ def _update_store(store: TokenStore, folder: Path, listing: Listing, config: Tok
                       for b, r in zip(batch, results)]
 
     if not store.others_wrote:  # what we know is all: change the tables in memory
-        files = files.without(gone).merge(FileTable.from_rows(new_files))
-        pieces = pieces.without(gone).merge(PieceTable.concat(new_pieces))
+        files = files.replace(gone, FileTable.from_rows(new_files))
+        pieces = pieces.replace(gone, PieceTable.concat(new_pieces))
         store.save_tables(files, pieces)  # a snapshot, unless its journal already tells
         return files, pieces, total
     # Another run committed too: what the store holds now, checked, for this folder's files.

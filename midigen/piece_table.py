@@ -17,6 +17,7 @@ import time
 import uuid
 import zipfile
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -74,6 +75,25 @@ class Columns:
             lo = bisect_left(column, rel)
             keep[lo:bisect_right(column, rel, lo)] = False
         return self if keep.all() else self.take(keep)
+
+    def replace(self, rels: set[str], other: Columns) -> Columns:
+        """These rows with those of files `rels` replaced by `other`'s (rows of files in
+        `rels` only, sorted): written over in place where each file keeps its number of
+        rows (a changed file, no copy of every column), else by without() and merge()."""
+        if not rels:
+            return self.merge(other)
+        column = self.rel.tolist()  # type: ignore[attr-defined]
+        now = Counter(other.rel.tolist())  # type: ignore[attr-defined]
+        where = []
+        for rel in sorted(rels):
+            lo = bisect_left(column, rel)
+            hi = bisect_right(column, rel, lo)
+            if hi - lo != now.get(rel, 0):
+                return self.without(rels).merge(other)
+            where += range(lo, hi)
+        for f in fields(self):
+            getattr(self, f.name)[where] = getattr(other, f.name)
+        return self
 
     def merge(self, other: Columns) -> Columns:
         """These rows and `other`'s (whose files these rows do not hold), in (rel, k) order."""

@@ -88,8 +88,8 @@ def apply(files: FileTable, pieces: PieceTable, change: tuple[set[str], list, li
         return files, pieces
     file_rows.sort()
     piece_rows.sort(key=lambda row: (row[0], row[1]))
-    return (files.without(rels).merge(FileTable.from_rows(file_rows)),
-            pieces.without(rels).merge(PieceTable.from_rows(piece_rows)))
+    return (files.replace(rels, FileTable.from_rows(file_rows)),
+            pieces.replace(rels, PieceTable.from_rows(piece_rows)))
 
 
 def size(path: Path) -> int:

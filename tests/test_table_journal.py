@@ -118,3 +118,20 @@ def test_a_full_disk_while_journaling_leaves_a_store_the_next_run_uses(songs, sq
     write_song(songs / "new2.mid", 98)
     assert load_corpus(songs, CONFIG, jobs=1).summary["files_parsed"] == 1
     assert snapshot(load_corpus(songs, CONFIG, jobs=1)) == fresh(songs, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("new_rows", [[("b", 0), ("b", 1)], [("b", 0)], [("c", 0)], []])
+def test_replacing_rows_in_place_equals_removing_and_merging(new_rows):
+    from midigen.piece_table import PieceTable
+
+    def row(rel, k, tag):
+        return (rel, k, f"{rel}{k}{tag}", "s", k, 1, 0, 0.5, 1, "0", None)
+
+    table = PieceTable.from_rows([row("a", 0, ""), row("b", 0, ""), row("b", 1, ""),
+                                  row("d", 0, "")])
+    other = PieceTable.from_rows([row(rel, k, "new") for rel, k in new_rows])
+    rels = {"b", "c"}
+    expected = table.without(rels).merge(other)
+    replaced = table.replace(rels, other)
+    for name in PieceTable.spec():
+        assert getattr(replaced, name).tolist() == getattr(expected, name).tolist(), name
