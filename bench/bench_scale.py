@@ -5,8 +5,11 @@ Synthetic corpora of N files are made once from the shared MIDI corpora (copies 
 in the repository). For each N, every number comes from a fresh subprocess, as a user runs it:
 
 - cold: `midigen corpus DIR --json` with an empty store (files/s, peak RSS);
-- cached: the same again; then 1 new, 1 changed and 1 deleted file, each one run;
-- start-up: `midigen corpus` of an empty folder (interpreter and imports, the floor);
+- cached: the same again; then 1 new, 1 changed and 1 deleted file, each one run (with
+  `--repeat N`, the median of N rounds of these four);
+- start-up, the fixed cost those runs cannot go below, measured in the same run (median of
+  --repeat): `python -c "import midigen.cli"` (interpreter and imports) and `midigen
+  corpus` of an empty folder (that, the command's own imports and opening a store);
 - train start-up: load the corpus, split it, build the training stream, a 2 x 256 LSTM and
   one training step (peak RSS against 2 x token bytes + model + 300 MB);
 - one evaluation: scoring the default validation sample (timed on 20,000 of its events),
@@ -16,7 +19,7 @@ in the repository). For each N, every number comes from a fresh subprocess, as a
 `--baseline REV` runs the cached/new/changed/deleted and train rows with midigen at a git
 revision too (extracted with `git archive`), so each timing has a same-run ratio.
 
-    python bench/bench_scale.py --sizes 10000 100000 [--baseline cdca25d]
+    python bench/bench_scale.py --sizes 10000 100000 [--baseline cdca25d] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -169,8 +173,67 @@ def timed_rss(cmd: list[str], env: dict) -> tuple[float, float, str]:
     return seconds, usage.ru_maxrss / 1024, out.decode()
 
 
+def median_run(run, repeat: int) -> tuple[float, float]:
+    """(median wall s, median CPU s) of `repeat` calls of run() -> (wall s, CPU s)."""
+    runs = [run() for _ in range(repeat)]
+    return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+
+
+def start_up(impl: Midigen, home: Path, repeat: int) -> dict:
+    """The fixed cost of a run: interpreter and imports, and `corpus` of an empty folder."""
+    empty = home / "empty"
+    empty.mkdir(exist_ok=True)
+    impl.use_store(0)
+
+    def imports():
+        seconds, _, _ = timed_rss([sys.executable, "-c", "import midigen.cli"], impl.env)
+        return seconds, LAST_CPU_S[0]
+
+    def empty_corpus():
+        seconds, _, s = impl.corpus(empty)
+        return seconds, s["cpu_s"]
+
+    row = {}
+    row["imports_s"], row["imports_cpu_s"] = median_run(imports, repeat)
+    row["empty_s"], row["empty_cpu_s"] = median_run(empty_corpus, repeat)
+    return row
+
+
+def one_file_rounds(impl: Midigen, folder: Path, probe: Path, victim: Path | None,
+                    repeat: int) -> dict:
+    """Median wall and CPU seconds of a cached run and of taking in 1 new, 1 changed and
+    1 deleted file, over `repeat` rounds."""
+    row: dict = {}
+    samples: dict[str, list] = {}
+
+    def timed(what: str, parsed: int) -> dict:
+        seconds, rss, s = impl.corpus(folder)
+        samples.setdefault(what, []).append((seconds, s["cpu_s"]))
+        assert s["files_parsed"] == parsed, (what, s)
+        row[what + "_rss_mb"] = rss
+        return s
+
+    original = victim.read_bytes() if victim else None
+    for _ in range(repeat):
+        row["events"] = timed("cached", 0)["events"]
+        shutil.copy(max(SOURCES.glob("*.mid")), probe)
+        timed("new", 1)
+        if victim:
+            victim.write_bytes(probe.read_bytes())
+            timed("changed", 1)
+        probe.unlink()
+        timed("deleted", 0)
+        if victim:
+            victim.write_bytes(original)
+            impl.corpus(folder)  # back in step with the folder
+    for what, runs in samples.items():
+        row[what + "_s"] = statistics.median(r[0] for r in runs)
+        row[what + "_cpu_s"] = statistics.median(r[1] for r in runs)
+    return row
+
+
 def bench_size(size: int, home: Path, impls: list[Midigen], cold: bool,
-               corpus_only: bool = False) -> list[dict]:
+               corpus_only: bool = False, repeat: int = 1) -> list[dict]:
     folder = make_corpus(size, home)
     probe = folder / "0000" / "zz-probe.mid"
     victim = next((folder / "0001").iterdir()) if size > PER_FOLDER else None
@@ -186,24 +249,9 @@ def bench_size(size: int, home: Path, impls: list[Midigen], cold: bool,
         # The first cached run may still check shards the cold run wrote (store_check).
         row["first_cached_s"], row["first_cached_rss_mb"], s = impl.corpus(folder)
         row["first_cached_cpu_s"] = s["cpu_s"]
-        row["cached_s"], row["cached_rss_mb"], summary = impl.corpus(folder)
-        row["cached_cpu_s"], row["events"] = summary["cpu_s"], summary["events"]
-        shutil.copy(max(SOURCES.glob("*.mid")), probe)
-        row["new_s"], _, s = impl.corpus(folder)
-        row["new_cpu_s"] = s["cpu_s"]
-        assert s["files_parsed"] == 1, s
-        original = victim.read_bytes() if victim else None
-        if victim:
-            victim.write_bytes(probe.read_bytes())
-            row["changed_s"], _, s = impl.corpus(folder)
-            row["changed_cpu_s"] = s["cpu_s"]
-            assert s["files_parsed"] == 1, s
-        probe.unlink()
-        row["deleted_s"], _, s = impl.corpus(folder)
-        row["deleted_cpu_s"] = s["cpu_s"]
-        if victim:
-            victim.write_bytes(original)
-            impl.corpus(folder)  # back in step with the folder for the next impl / run
+        row.update(start_up(impl, home, repeat))
+        impl.use_store(size)
+        row.update(one_file_rounds(impl, folder, probe, victim, repeat))
         print(json.dumps(row), flush=True)
         if not corpus_only:
             row.update(impl.train_start(folder))
@@ -218,6 +266,8 @@ def main() -> None:
     parser.add_argument("--baseline", help="git revision to compare with (e.g. cdca25d)")
     parser.add_argument("--no-cold", action="store_true", help="reuse stores from a run before")
     parser.add_argument("--corpus-only", action="store_true", help="skip train start-up rows")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of cached/new/changed/deleted runs (medians)")
     args = parser.parse_args()
     cache = Path(os.environ.get("MIDIGEN_CACHE") or Path.home() / ".cache" / "midigen")
     home = cache / "bench-scale"
@@ -231,29 +281,27 @@ def main() -> None:
                                      capture_output=True, check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
         impls.append(Midigen(f"rev-{args.baseline}", source, home))
-    empty = home / "empty"
-    empty.mkdir(exist_ok=True)
-    impls[0].use_store(0)
-    floor, _, s = impls[0].corpus(empty)
-    floor_cpu = s["cpu_s"]
-    _, _, out = timed_rss([sys.executable, "-c", MODEL_ONLY], impls[0].env)
-    model_rss = json.loads(out)["rss_mb"]
-    print(json.dumps({"start_up_s": floor, "start_up_cpu_s": floor_cpu,
-                      "model_only_rss_mb": model_rss}), flush=True)
+    model_rss = nan = float("nan")
+    if not args.corpus_only:
+        _, _, out = timed_rss([sys.executable, "-c", MODEL_ONLY], impls[0].env)
+        model_rss = json.loads(out)["rss_mb"]
+        print(json.dumps({"model_only_rss_mb": model_rss}), flush=True)
     rows = []
     for size in args.sizes:
-        rows += bench_size(size, home, impls, not args.no_cold, args.corpus_only)
-    print(f"\nstart-up (corpus of an empty folder): {floor:.2f} s ({floor_cpu:.2f} s CPU); torch "
-          f"+ the 2 x 256 LSTM + one training step, no corpus: {model_rss:.0f} MB\n")
-    print("wall seconds (CPU seconds) of each run, start-up included\n")
-    print("| impl | files | cold files/s | first cached s | cached s | +1 new s | 1 changed s | "
-          "-1 deleted s | corpus RSS MB | train start RSS MB (budget) | one eval s (share) | "
-          "full valid s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    nan = float("nan")
+        rows += bench_size(size, home, impls, not args.no_cold, args.corpus_only, args.repeat)
+    print(f"\ntorch + the 2 x 256 LSTM + one training step, no corpus: {model_rss:.0f} MB\n")
+    print("wall seconds (CPU seconds) of each run, start-up included; start-up measured "
+          "beside each size: `import midigen.cli` / `corpus` of an empty folder; last column: "
+          "the empty-folder start-up's share of +1 new (CPU)\n")
+    print("| impl | files | cold files/s | first cached s | start-up s | cached s | +1 new s | "
+          "1 changed s | -1 deleted s | corpus RSS MB | train start RSS MB (budget) | "
+          "one eval s (share) | full valid s | start-up share of +1 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         timed = [f"{r.get(k + '_s', nan):.2f} ({r.get(k + '_cpu_s', nan):.2f})"
                  for k in ("cached", "new", "changed", "deleted")]
+        start = (f"{r['imports_s']:.2f} ({r['imports_cpu_s']:.2f}) / "
+                 f"{r['empty_s']:.2f} ({r['empty_cpu_s']:.2f})")
         train = evals = full = "-"
         if "rss_mb" in r:
             train = f"{r['rss_mb']:.0f} ({2 * r['token_mb'] + model_rss + 300:.0f})"
@@ -261,9 +309,10 @@ def main() -> None:
             share = r["eval_s"] / (r["eval_s"] + 250 * r["step_s"])
             evals = f"{r['eval_s']:.1f} ({share:.1%})"
             full = f"{r['eval_s'] * r['valid_events'] / r['eval_events']:.0f}"
+        share = r["empty_cpu_s"] / r["new_cpu_s"]
         print(f"| {r['impl']} | {r['files']:,} | {r.get('cold_files_per_s', nan):.0f} | "
-              f"{r['first_cached_s']:.2f} | {' | '.join(timed)} | {r['cached_rss_mb']:.0f} | "
-              f"{train} | {evals} | {full} |")
+              f"{r['first_cached_s']:.2f} | {start} | {' | '.join(timed)} | "
+              f"{r['cached_rss_mb']:.0f} | {train} | {evals} | {full} | {share:.0%} |")
 
 
 if __name__ == "__main__":
