@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from midigen.piece_table import FileTable, PieceTable
+from midigen.piece_table import FILE_FIELDS, PIECE_FIELDS, FileTable, PieceTable
 
 JOURNAL_MAX_BYTES = 1 << 20  # about 2,500 one-file changes, 10 ms to read back
 
@@ -110,8 +110,10 @@ def _entry(line: bytes) -> dict | None:
         if not all(isinstance(entry.get(k), list) for k in ("rels", "files", "pieces")):
             return None
         rels = set(entry["rels"])
-        if any(row[0] not in rels for row in entry["files"] + entry["pieces"]):
-            return None
+        for rows, width in ((entry["files"], len(FILE_FIELDS)),
+                            (entry["pieces"], len(PIECE_FIELDS))):
+            if any(len(row) != width or row[0] not in rels for row in rows):
+                return None  # another version's columns, or not this line's files
         return entry
     except (ValueError, TypeError, IndexError, KeyError, AttributeError):
         return None

@@ -55,7 +55,7 @@ def test_one_new_file_appends_to_the_journal_and_the_snapshot_stays(songs, sql_r
     assert snapshot(third) == fresh(songs, tmp_path, monkeypatch)
 
 
-@pytest.mark.parametrize("damage", ["torn", "flip", "missing", "uncommitted"])
+@pytest.mark.parametrize("damage", ["torn", "flip", "missing", "uncommitted", "columns"])
 def test_a_journal_that_does_not_lead_to_the_database_is_not_used(songs, sql_reads, tmp_path,
                                                                  monkeypatch, damage):
     load_corpus(songs, CONFIG, jobs=1)
@@ -72,6 +72,11 @@ def test_a_journal_that_does_not_lead_to_the_database_is_not_used(songs, sql_rea
         journal.write_bytes(b"\n" + lines[0] + b"\n" + lines[1].replace(b"s03", b"s04"))
     elif damage == "missing":  # a run killed between its commit and its append
         journal.write_bytes(b"\n" + lines[1])
+    elif damage == "columns":  # rows of a version with another column, crc and all
+        entry = json.loads(lines[0].split(b" ", 1)[1])
+        entry["pieces"] = [row + [0] for row in entry["pieces"]]
+        body = json.dumps(entry).encode()
+        journal.write_bytes(b"\n%08x %s\n%s" % (zlib.crc32(body), body, lines[1]))
     else:  # a valid line from the database's state of a transaction it does not hold
         entry = json.loads(lines[1].split(b" ", 1)[1])
         body = json.dumps({"from": entry["to"], "to": "999:x", "rels": ["s00.mid"],
