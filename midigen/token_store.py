@@ -245,8 +245,9 @@ class TokenStore(ShardWriter, ShardChecker):
             raise StoreDamaged from None
 
     def tables(self) -> tuple[FileTable, PieceTable]:
-        """Every file record and live piece: from the snapshot when it is current, else the
-        database (in one read transaction, with the generation it was read at)."""
+        """Every file record and live piece: from the snapshot and its journal when they lead
+        to the database's state, else the database (in one read transaction, with the state
+        it was read at)."""
         try:
             now, token = self._read_state(self.db)
         except sqlite3.OperationalError as e:
