@@ -18,6 +18,7 @@ Measured with midigen's own statistics on the sampled notes (asked vs heard):
 Each against the same model sampled with no control given (the baseline).
 
     python bench/bench_controls.py --corpus nottingham --minutes 4 [--num 16] [--out DIR]
+        [--styles forms] [--guidance 1 2 3] [--checkpoint RUN_DIR]
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from midigen.controls import (
     asked_instruments,
     asked_row,
     density_of_ids,
+    load_style_map,
     model_controls,
     style_of,
 )
@@ -80,6 +82,22 @@ def nottingham_corpus(target: Path, seed: int = 0) -> Path:
             parts.append(chords)
         (target / style).mkdir(parents=True, exist_ok=True)
         write_midi(np.concatenate(parts), target / style / melody_file.name)
+    return target
+
+
+# --styles forms: the collections that hold one dance form each, named by the form; the mixed
+# collections (ashover, morris, playford, xmas: jigs, reels and waltzes side by side) unlabelled.
+FORMS = {"jigs": "jigs", "reels": "reels", "hpps": "hornpipes", "waltzes": "waltzes",
+         "slip": "slip jigs"}
+
+
+def forms_file(folder: Path) -> Path:
+    """A styles CSV (file,label) naming each tune of a one-form collection by its form."""
+    lines = ["file,style"] + [f"{path.relative_to(folder).as_posix()},{FORMS[path.parent.name]}"
+                              for path in sorted(folder.glob("*/*.mid"))
+                              if path.parent.name in FORMS]
+    target = folder.parent / "styles-forms.csv"
+    target.write_text("\n".join(lines) + "\n")
     return target
 
 
@@ -123,10 +141,14 @@ class BigramStyles:
 MODEL_ONLY = False  # --model-only: the network's instrument choices, without the sampler's rule
 
 
+GUIDANCE = 1.0  # --guidance: classifier-free guidance of the asked controls (1: none)
+
+
 def sample(model, tok, spec, num, seconds, seed, **asked):
     row = asked_row(spec, **asked)
     return sample_ids(model, tok, num=num, seconds=seconds, seed=seed, min_seconds=seconds / 2,
-                      cond=row, instruments=None if MODEL_ONLY else asked_instruments(row))
+                      cond=row, instruments=None if MODEL_ONLY else asked_instruments(row),
+                      guidance=GUIDANCE)
 
 
 def measure(model, tok, spec, pieces, split, num: int, seconds: float, seed: int) -> dict:
@@ -193,7 +215,7 @@ def measure(model, tok, spec, pieces, split, num: int, seconds: float, seed: int
             hits.append(share)
         results["instruments"] = {"on_asked": float(np.mean(hits)), "settings": rows}
     if "style" in spec.names:
-        mapping = None
+        mapping = load_style_map(spec.styles_file) if spec.styles_file else None
         by_style: dict[str, list] = {}
         for p in train:
             by_style.setdefault(style_of(p, mapping), []).append(p.ids)
@@ -244,10 +266,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the run and corpus here")
     parser.add_argument("--checkpoint", type=Path, default=None, help="measure this run instead")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--styles", choices=("collections", "forms"), default="collections",
+                        help="Nottingham style labels: its collection folders, or the dance "
+                             "forms of the one-form collections (a --styles file)")
+    parser.add_argument("--guidance", type=float, nargs="+", default=[1.0],
+                        help="measure at each classifier-free guidance scale (1: none)")
     parser.add_argument("--model-only", action="store_true",
                         help="sample without the sampler's instruments rule (what the network learned)")
     args = parser.parse_args()
-    global MODEL_ONLY
+    global MODEL_ONLY, GUIDANCE
     MODEL_ONLY = args.model_only
     if not CORPORA.is_dir():
         sys.exit(f"no shared corpora at {CORPORA}")
@@ -268,14 +295,19 @@ def main() -> None:
                    # one: split by file, so every collection has tunes on both sides.
                    "split_by": "file" if args.corpus == "nottingham" else "auto"},
                   {}, "cpu", run,
-                  controls=tuple(controls.split(",")))
+                  controls=tuple(controls.split(",")),
+                  styles_file=forms_file(folder) if args.styles == "forms" else None)
     train_s = time.perf_counter() - began
     model, tok, ckpt = load_model(run / "best.pt")
     spec = model_controls(model)
     pieces = [p for p in load_corpus(folder, tok).pieces
               if len(p.ids) >= 2]
-    torch.manual_seed(args.seed)
-    results = measure(model, tok, spec, pieces, ckpt.split, args.num, args.seconds, args.seed)
+    results = {}
+    for guidance in args.guidance:
+        GUIDANCE = guidance
+        torch.manual_seed(args.seed)
+        results[f"guidance {guidance:g}"] = measure(model, tok, spec, pieces, ckpt.split,
+                                                    args.num, args.seconds, args.seed)
     results.update(corpus=args.corpus, controls=spec.names, train_steps=ckpt.step,
                    train_minutes=round(ckpt.train_config.get("seconds_used", train_s) / 60, 1),
                    model=f"{ckpt.model_config.layers} x {ckpt.model_config.hidden}",

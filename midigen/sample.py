@@ -28,8 +28,10 @@ import os
 import numpy as np
 import torch
 
+from midigen.controls import model_controls, unknown_row
 from midigen.errors import MidigenError
 from midigen.events import EventType
+from midigen.guidance import check_guidance, guided_logits, paired_rows
 from midigen.instrument_rule import InstrumentRule
 from midigen.length_rules import EndingRule, note_cap_drawer
 from midigen.model import MusicRNN
@@ -109,7 +111,7 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
                min_seconds: float | None = None, max_note_s: float | None = None,
                piece_quantiles_s: dict | None = None, note_quantiles_s: dict | None = None,
                cuda_graph: bool = False, cond: np.ndarray | None = None,
-               instruments=None) -> list[np.ndarray]:
+               instruments=None, guidance: float = 1.0) -> list[np.ndarray]:
     """`num` new pieces as id arrays: START, the primer (if any), then the sampled events.
 
     `max_events` and `seconds` count only the new events and the new music after the
@@ -125,7 +127,8 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     `note_quantiles_s` (with `constrain`) a per-note cap drawn from the corpus's longest notes.
     `cond`: the controls row (COND_WIDTH,) of a model that has them, for every piece
     (midigen.controls.asked_row). `instruments`: instrument keys (programs, DRUM_KEY) the
-    pieces may use and no other (midigen.instrument_rule).
+    pieces may use and no other (midigen.instrument_rule). `guidance` > 1 (with `cond`)
+    follows the controls harder than the model as trained (midigen.guidance).
     """
     check_options(temperature, top_k, top_p, num, max_events, seconds)
     if min_seconds is not None and not (math.isfinite(min_seconds) and 0 <= min_seconds <= MAX_SECONDS):
@@ -139,18 +142,27 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     device = next(model.parameters()).device
     rng = np.random.default_rng(random_seed() if seed is None else seed)
     model.eval()
+    guided = cond is not None and check_guidance(guidance) != 1.0
 
     # The primer (or START) in one pass through the model; then one event at a time. The
     # network runs in torch (on any device); the draws and the bookkeeping run in numpy on
     # the host, where a small op costs a fraction of torch's dispatch.
     state = None
-    kw = {} if cond is None else {"cond": torch.as_tensor(cond, device=device).reshape(1, -1)}
+    rows = None if cond is None else (
+        paired_rows(cond, unknown_row(model_controls(model))) if guided else np.reshape(cond, (1, -1)))
+    kw = {} if rows is None else {"cond": torch.as_tensor(rows, device=device)}
     for start in range(0, len(prefix), PRIMER_CHUNK):  # a long primer in flat memory
         chunk = torch.as_tensor(prefix[start:start + PRIMER_CHUNK], device=device)[None]
-        logits, state = model(chunk, state, **kw)  # (1, T, V)
+        logits, state = model(chunk.expand(len(rows) if guided else 1, -1), state, **kw)  # (1|2, T, V)
     stepper = Stepper(model, cuda_graph=cuda_graph)  # a graph only on CUDA (same logits)
-    stepper.reset(num, state, kw.get("cond"))
-    logits = np.repeat(logits[:, -1].float().cpu().numpy(), num, axis=0)  # (B, V)
+    logits = logits[:, -1].float().cpu().numpy()
+    if guided:  # each piece beside its unguided twin: batch [asked x num | free x num]
+        state = _repeat_state(state, num)
+        stepper.reset(2 * num, state, kw["cond"].repeat_interleave(num, dim=0))
+        logits = guided_logits(np.repeat(logits, num, axis=0), guidance)
+    else:
+        stepper.reset(num, state, kw.get("cond"))
+        logits = np.repeat(logits, num, axis=0)  # (B, V)
     on_cpu = device.type == "cpu"
 
     out = np.empty((num, max_events), dtype=np.int64)
@@ -214,11 +226,21 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
             done |= stop
             if done.all():
                 break
-        step_logits = stepper.step(torch.from_numpy(chosen).to(device))
+        fed = np.concatenate([chosen, chosen]) if guided else chosen
+        step_logits = stepper.step(torch.from_numpy(fed).to(device))
         logits = step_logits.numpy() if on_cpu else step_logits.float().cpu().numpy()
+        if guided:
+            logits = guided_logits(logits, guidance)
 
     head = np.asarray(prefix, dtype=np.int64)
     return [np.concatenate([head, out[b, :lengths[b]]]) for b in range(num)]
+
+
+def _repeat_state(state, num: int):
+    """A (L, 2, H) state of the two primed rows as (L, 2 * num, H): num copies of each."""
+    if isinstance(state, tuple):
+        return tuple(s.repeat_interleave(num, dim=1) for s in state)
+    return state.repeat_interleave(num, dim=1)
 
 
 def _prefix(primer_ids, vocab) -> list[int]:

@@ -10,6 +10,7 @@ import numpy as np
 
 from midigen.controls import asked_instruments, asked_row, model_controls
 from midigen.errors import MidigenError
+from midigen.guidance import guidance_for
 from midigen.sample_limits import MAX_SECONDS, check_options, length_limits, stop_reason
 from midigen.tokenizer import TokenizerConfig, decode_ids, encode_notes
 from midigen.vocabulary import vocabulary
@@ -62,7 +63,8 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
                     primer: str | os.PathLike | None = None,
                     primer_seconds: float | None = None, force: bool = False,
                     device: str = "cpu", constrain: bool = True,
-                    min_seconds: float | None = None, controls: dict | None = None) -> list[dict]:
+                    min_seconds: float | None = None, controls: dict | None = None,
+                    guidance: float | None = None) -> list[dict]:
     """Sample `num` pieces from a checkpoint (file, run dir, or None for the newest run) and
     write them as MIDI in `out_dir`; one summary dict per file written.
 
@@ -72,7 +74,8 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
     checkpoint and every option, goes beside each piece as NAME.json (see `write_sidecar`),
     so a report can say how to make the piece again. `controls`: what to steer a model
     with controls by ({"style", "key", "density", "instruments"}: any subset, as the CLI
-    takes them; midigen.controls.asked_row checks them against the model).
+    takes them; midigen.controls.asked_row checks them against the model), followed as hard
+    as `guidance` says (midigen.guidance; None: DEFAULT_GUIDANCE when a control is asked).
     """
     from midigen.checkpoint import load_model
     from midigen.device import out_of_memory_as_error
@@ -83,6 +86,7 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
     model, config, ckpt = load_model(checkpoint, device=device)
     controls = {k: v for k, v in (controls or {}).items() if v is not None}
     cond = asked_row(model_controls(model), **controls)
+    guidance = guidance_for(guidance, controls)
     primer_ids = None if primer is None else primer_to_ids(primer, config, primer_seconds)
     seed = random_seed() if seed is None else int(seed)
     limits = length_limits(ckpt.split.get("lengths") or {}, seconds, max_events, min_seconds)
@@ -97,7 +101,7 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
                             piece_quantiles_s=limits["piece_quantiles_s"],
                             note_quantiles_s=limits["note_quantiles_s"],
                             cuda_graph=True,  # on CUDA only; the same pieces as the eager step
-                            cond=cond, instruments=asked_instruments(cond))
+                            cond=cond, instruments=asked_instruments(cond), guidance=guidance)
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -109,6 +113,7 @@ def sample_to_files(checkpoint: str | os.PathLike | None, out_dir: str | os.Path
                "max_events": max_events, "seconds": seconds, "min_seconds": min_seconds,
                "primer": None if primer is None else str(Path(primer).resolve()),
                "primer_seconds": primer_seconds, "constrain": constrain, **controls,
+               **({"guidance": guidance} if controls else {}),
                "from_training_lengths": {k: limits[k] for k in ("longest", "max_note_s")
                                          if limits[k] is not None} or None,
                "target_length_s": None if not limits["piece_quantiles_s"] else

@@ -109,6 +109,11 @@ def sample(
         "--instruments", rich_help_panel=_CONTROLS,
         help="Play on these instruments, comma-separated GM names or numbers, e.g. "
         "\"piano,violin\" or \"0,40\" or \"drums\" (those the model was trained on).")] = None,
+    guidance: Annotated[float | None, typer.Option(
+        "--guidance", rich_help_panel=_CONTROLS, min=0.0, max=10.0,
+        help="How hard to follow the asked controls: 1 plays the model as trained, more "
+        "follows them harder (classifier-free guidance; twice the sampling work). "
+        "Default with any control asked: 2.")] = None,
     report: Annotated[bool, typer.Option(
         "--report", rich_help_panel=_OUTPUT,
         help="Also write a page to listen to and compare the pieces in the output folder: "
@@ -126,7 +131,7 @@ def sample(
                            constrain=not no_constrain, min_seconds=min_seconds,
                            device=str(pick_device(device)),
                            controls={"style": style, "key": key, "density": density,
-                                     "instruments": instruments})
+                                     "instruments": instruments}, guidance=guidance)
     rendered = []
     if render:
         from midigen.render import render_samples
