@@ -28,7 +28,7 @@ import os
 import numpy as np
 import torch
 
-from midigen.controls import model_controls, unknown_row
+from midigen.controls import model_controls
 from midigen.errors import MidigenError
 from midigen.events import EventType
 from midigen.guidance import check_guidance, guided_logits, paired_rows
@@ -128,7 +128,7 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     `cond`: the controls row (COND_WIDTH,) of a model that has them, for every piece
     (midigen.controls.asked_row). `instruments`: instrument keys (programs, DRUM_KEY) the
     pieces may use and no other (midigen.instrument_rule). `guidance` > 1 (with `cond`)
-    follows the controls harder than the model as trained (midigen.guidance).
+    follows the asked style and key harder than the model as trained (midigen.guidance).
     """
     check_options(temperature, top_k, top_p, num, max_events, seconds)
     if min_seconds is not None and not (math.isfinite(min_seconds) and 0 <= min_seconds <= MAX_SECONDS):
@@ -142,14 +142,15 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     device = next(model.parameters()).device
     rng = np.random.default_rng(random_seed() if seed is None else seed)
     model.eval()
-    guided = cond is not None and check_guidance(guidance) != 1.0
+    pair = (paired_rows(cond, model_controls(model))
+            if cond is not None and check_guidance(guidance) != 1.0 else None)
+    guided = pair is not None
 
     # The primer (or START) in one pass through the model; then one event at a time. The
     # network runs in torch (on any device); the draws and the bookkeeping run in numpy on
     # the host, where a small op costs a fraction of torch's dispatch.
     state = None
-    rows = None if cond is None else (
-        paired_rows(cond, unknown_row(model_controls(model))) if guided else np.reshape(cond, (1, -1)))
+    rows = pair if guided else None if cond is None else np.reshape(cond, (1, -1))
     kw = {} if rows is None else {"cond": torch.as_tensor(rows, device=device)}
     for start in range(0, len(prefix), PRIMER_CHUNK):  # a long primer in flat memory
         chunk = torch.as_tensor(prefix[start:start + PRIMER_CHUNK], device=device)[None]

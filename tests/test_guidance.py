@@ -1,6 +1,6 @@
 """Classifier-free guidance of the controls: the sampler draws from the mixed distribution
 log p_free + g * (log p_asked - log p_free), computed here the slow way with full forward
-passes; g = 1 changes nothing; g = 0 is the model with nothing asked; the CLI's checks."""
+passes; g = 1 changes nothing; g = 0 is the twin with no style or key asked; the CLI's checks."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from midigen.cli import app
-from midigen.controls import ControlSpec, asked_row, unknown_row
-from midigen.guidance import guided_logits, log_softmax
+from midigen.controls import DENSITY, KEY, STYLE, ControlSpec, asked_row, unknown_row
+from midigen.guidance import guided_logits, log_softmax, paired_rows
 from midigen.model import ModelConfig, MusicRNN
 from midigen.sample import sample_ids
 from midigen.tokenizer import TokenizerConfig, vocabulary
@@ -32,6 +32,15 @@ def controlled_model(cell="lstm", seed=0):
     with torch.no_grad():  # controls that matter: a random model's conditioning weights are small
         model.rnn.weight_ih_l0[:, 8:] *= 8
     return model
+
+
+def test_the_unguided_twin_hides_style_and_key_only():
+    asked = asked_row(SPEC, style="low", key="D minor", density=6.0, instruments="violin")
+    twin = paired_rows(asked, SPEC)[1]
+    free = unknown_row(SPEC)
+    assert twin[STYLE] == free[STYLE] and twin[KEY] == free[KEY]
+    assert twin[DENSITY] == asked[DENSITY] and np.array_equal(twin[3:], asked[3:])
+    assert paired_rows(asked_row(SPEC, density=6.0, instruments="violin"), SPEC) is None
 
 
 def test_guided_logits_mix_log_probabilities():
@@ -53,7 +62,7 @@ def test_greedy_guided_sampling_follows_the_mixed_distribution(cell):
     got, twin = sample_ids(model, TOK, num=2, max_events=16, seed=0, top_k=1,
                            constrain=False, cond=asked, guidance=2.5)
     seq = [vocab.start_id]
-    rows = torch.from_numpy(np.stack([asked, unknown_row(SPEC)]))
+    rows = torch.from_numpy(paired_rows(asked, SPEC))
     with torch.no_grad():
         for _ in range(len(got) - 1):
             logits, _ = model(torch.tensor([seq, seq]), cond=rows)
@@ -65,17 +74,20 @@ def test_greedy_guided_sampling_follows_the_mixed_distribution(cell):
     assert list(got) == seq and list(twin) == seq
 
 
-def test_guidance_one_changes_nothing_and_zero_is_the_model_with_nothing_asked():
+def test_guidance_one_changes_nothing_and_zero_is_the_twin_with_no_style_or_key():
     model = controlled_model()
     asked = asked_row(SPEC, style="high", instruments="violin")
     kw = {"num": 4, "max_events": 40, "seed": 7, "constrain": False}
     plain = sample_ids(model, TOK, cond=asked, **kw)
     one = sample_ids(model, TOK, cond=asked, guidance=1.0, **kw)
     assert all(np.array_equal(a, b) for a, b in zip(plain, one))
-    free = sample_ids(model, TOK, **kw)
+    free = sample_ids(model, TOK, cond=paired_rows(asked, SPEC)[1], **kw)  # violin, any style
     zero = sample_ids(model, TOK, cond=asked, guidance=0.0, **kw)
     assert all(np.array_equal(a, b) for a, b in zip(free, zero))
     assert not all(np.array_equal(a, b) for a, b in zip(free, plain))  # the controls matter
+    dense = asked_row(SPEC, density=9.0)  # nothing to guide: the model as trained
+    assert all(np.array_equal(a, b) for a, b in zip(
+        sample_ids(model, TOK, cond=dense, **kw), sample_ids(model, TOK, cond=dense, guidance=3, **kw)))
 
 
 def test_stronger_guidance_moves_further_from_the_free_model():
@@ -83,7 +95,7 @@ def test_stronger_guidance_moves_further_from_the_free_model():
     between the asked and the free model, over what is sampled, grows with the scale."""
     model = controlled_model(seed=3)
     asked = asked_row(SPEC, style="low", key="F# major", density=1.0)
-    rows = torch.from_numpy(np.stack([asked, unknown_row(SPEC)]))
+    rows = torch.from_numpy(paired_rows(asked, SPEC))
 
     def gap(guidance):
         pieces = sample_ids(model, TOK, num=16, max_events=40, seed=1, constrain=False,
@@ -110,7 +122,7 @@ def test_guidance_flags(tmp_path):
     base = ["sample", "-c", str(tmp_path / "m.pt"), "-n", "1", "--max-events", "20"]
     result = runner.invoke(app, [*base, "-o", str(tmp_path / "a"), "--guidance", "2"])
     assert result.exit_code == 1
-    assert "--guidance sets how hard to follow the controls: ask one too" in result.output
+    assert "--guidance sets how hard to follow the asked style and key" in result.output
     result = runner.invoke(app, [*base, "-o", str(tmp_path / "b"), "--style", "low",
                                  "--guidance", "11"])
     assert result.exit_code == 2
