@@ -14,7 +14,9 @@ which part of the note and piece lengths comes from the model and which from the
 
 from __future__ import annotations
 
-import midigen  # noqa: F401  (first: it chooses how OpenMP threads wait, before torch loads)
+from midigen.threads import set_openmp_wait_policy
+
+set_openmp_wait_policy()  # as the midigen command does, before torch loads
 
 # isort: split
 import argparse

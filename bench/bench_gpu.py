@@ -23,7 +23,9 @@ GPU time is spent on it (bench/gpu_check.sh does this without CUDA).
 
 from __future__ import annotations
 
-import midigen  # noqa: F401  (first: it chooses how OpenMP threads wait, before torch loads)
+from midigen.threads import set_openmp_wait_policy
+
+set_openmp_wait_policy()  # as the midigen command does, before torch loads
 
 # isort: split
 import argparse

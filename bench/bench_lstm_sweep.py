@@ -20,7 +20,9 @@ ratio measured in the same run.
 
 from __future__ import annotations
 
-import midigen  # noqa: F401  (first: it chooses how OpenMP threads wait, before torch loads)
+from midigen.threads import set_openmp_wait_policy
+
+set_openmp_wait_policy()  # as the midigen command does, before torch loads
 
 # isort: split
 import argparse
