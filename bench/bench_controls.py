@@ -12,8 +12,9 @@ Measured with midigen's own statistics on the sampled notes (asked vs heard):
 - key: share of samples whose estimated key (midigen.keys) is the asked one;
 - density: share within 25% of the asked notes per second (NOTE_ONs over the time spanned);
 - instruments: share of notes on the asked instruments;
-- style: a bigram model of events per style, trained on the training split, names each sample;
-  its accuracy on the real validation pieces is given as the ceiling;
+- style: a bigram model of events per style (key-invariant), trained on the training split,
+  names each sample; its accuracy on the real validation tunes cut to the samples' length is
+  the ceiling; the mean is over the styles that have validation tunes to check it on;
 - validation NLL of the model with each piece's controls given vs with none given.
 Each against the same model sampled with no control given (the baseline).
 
@@ -23,7 +24,9 @@ Each against the same model sampled with no control given (the baseline).
 
 from __future__ import annotations
 
-import midigen  # noqa: F401  (first: it chooses how OpenMP threads wait, before torch loads)
+from midigen.threads import set_openmp_wait_policy
+
+set_openmp_wait_policy()  # as the midigen command does, before torch loads
 
 # isort: split
 import argparse
@@ -105,15 +108,19 @@ class BigramStyles:
     """Per style, event bigrams smoothed toward the pooled bigram of all styles (a Dirichlet
     prior of weight PRIOR), so a small style is not penalised for its sparse counts (add-one
     smoothing named jigs or reels for almost every real tune); a piece goes to its likeliest
-    style. PROGRAM and VELOCITY events are left out: the bench draws instruments at random."""
+    style. PROGRAM and VELOCITY events are left out: the bench draws instruments at random.
+    Each piece is first moved to C major / A minor (its key heard by midigen.keys), so a style
+    is told by its melodic and rhythmic habits, not by the keys its tunes happen to be in:
+    on 20-second openings of real validation tunes that names 74% right, against 67%."""
 
     PRIOR = 10.0
 
-    def __init__(self, pieces_by_style: dict[str, list[np.ndarray]], vocab):
-        self.vocab, self.styles, self.log_p = vocab, sorted(pieces_by_style), []
+    def __init__(self, pieces_by_style: dict[str, list[np.ndarray]], tok):
+        self.tok, self.vocab = tok, vocabulary(tok)
+        self.styles, self.log_p = sorted(pieces_by_style), []
         counts = []
         for style in self.styles:
-            c = np.zeros((vocab.size, vocab.size))
+            c = np.zeros((self.vocab.size, self.vocab.size))
             for ids in pieces_by_style[style]:
                 ids = self.events(ids)
                 np.add.at(c, (ids[:-1], ids[1:]), 1)
@@ -125,17 +132,33 @@ class BigramStyles:
                                      / (c.sum(axis=1, keepdims=True) + self.PRIOR)))
 
     def events(self, ids) -> np.ndarray:
-        ids = np.asarray(ids, dtype=np.int64)
+        ids = np.array(ids, dtype=np.int64)
+        vocab = self.vocab
         keep = np.ones(len(ids), dtype=bool)
         for kind in (EventType.PROGRAM, EventType.VELOCITY):
-            first = self.vocab.offset[kind]
-            keep &= ~((ids >= first) & (ids < first + self.vocab.block_size[kind]))
+            first = vocab.offset[kind]
+            keep &= ~((ids >= first) & (ids < first + vocab.block_size[kind]))
+        key = estimate_key(decode_ids(ids, self.tok).notes)
+        shift = 0 if key is None else key % 12 - (9 if key >= 12 else 0)  # tonic -> C, or A
+        for kind in (EventType.NOTE_ON, EventType.NOTE_OFF):
+            first, size = vocab.offset[kind], vocab.block_size[kind]
+            pitched = (ids >= first) & (ids < first + size)
+            moved = ids[pitched] - first - shift
+            ids[pitched] = first + np.where(moved < 0, moved + 12,
+                                            np.where(moved >= size, moved - 12, moved))
         return ids[keep]
 
     def classify(self, ids) -> str:
         ids = self.events(ids)
         scores = [lp[ids[:-1], ids[1:]].sum() for lp in self.log_p]
         return self.styles[int(np.argmax(scores))]
+
+
+def opening_ids(ids, tok, seconds: float) -> np.ndarray:
+    """A piece's events up to `seconds` in: what a sample of that length is compared with."""
+    ids = np.asarray(ids, dtype=np.int64)
+    elapsed = np.cumsum(vocabulary(tok).shift_steps[ids]) / tok.steps_per_second
+    return ids[:max(2, int(np.searchsorted(elapsed, seconds)))]
 
 
 MODEL_ONLY = False  # --model-only: the network's instrument choices, without the sampler's rule
@@ -220,9 +243,10 @@ def measure(model, tok, spec, pieces, split, num: int, seconds: float, seed: int
         for p in train:
             by_style.setdefault(style_of(p, mapping), []).append(p.ids)
         by_style.pop(None, None)
-        classifier = BigramStyles(by_style, vocab)
-        real = [(style_of(p, mapping), classifier.classify(p.ids)) for p in valid
-                if style_of(p, mapping) in by_style]
+        classifier = BigramStyles(by_style, tok)
+        # Its own accuracy on real tunes cut to the samples' length bounds this measure.
+        real = [(style_of(p, mapping), classifier.classify(opening_ids(p.ids, tok, seconds)))
+                for p in valid if style_of(p, mapping) in by_style]
         rows, hits = [], []
         for style in spec.styles:
             named = [classifier.classify(ids) for ids in
@@ -234,9 +258,12 @@ def measure(model, tok, spec, pieces, split, num: int, seconds: float, seed: int
                                                       for i in free])),
                          "real_valid_pieces": len(of_style),
                          "classifier_on_real_valid": float(np.mean(of_style)) if of_style else None})
-            hits.append(share)
+            if of_style:  # a style with no validation tune: the classifier is unchecked on it
+                hits.append(share)
+        checked = [r["classifier_on_real_valid"] for r in rows if r["real_valid_pieces"]]
         results["style"] = {"classified_as_asked": float(np.mean(hits)),
-                            "classifier_on_real_valid": float(np.mean([a == b for a, b in real])),
+                            "classifier_on_real_valid": float(np.mean(checked)),
+                            "classifier_on_real_valid_pooled": float(np.mean([a == b for a, b in real])),
                             "settings": rows}
     rows = piece_controls(valid, spec, tok).rows(spec)
     ids = [np.asarray(p.ids) for p in valid]
