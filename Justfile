@@ -45,9 +45,9 @@ bench-endings checkpoint num="40": install
     {{python}} bench/bench_endings.py {{checkpoint}} --num {{num}}
 
 # Do the controls steer? Train with --controls (Nottingham: style, key, density, instruments;
-# pop909: key, density), sample per setting, measure key/density/instrument/style hits.
-bench-controls corpus="nottingham" minutes="12": install
-    {{python}} bench/bench_controls.py --corpus {{corpus}} --minutes {{minutes}}
+# pop909: key, density), sample per setting at guidance 1-4, measure key/density/instrument/style hits.
+bench-controls corpus="nottingham" minutes="20" styles="forms": install
+    {{python}} bench/bench_controls.py --corpus {{corpus}} --minutes {{minutes}} --styles {{styles}} --guidance 1 2 3 4
 
 # How much a by-file split leaks against the grouped split (Nottingham, asap-piano).
 bench-split: install

@@ -323,7 +323,7 @@ def main() -> None:
                    "split_by": "file" if args.corpus == "nottingham" else "auto"},
                   {}, "cpu", run,
                   controls=tuple(controls.split(",")),
-                  styles_file=forms_file(folder) if args.styles == "forms" else None)
+                  styles_file=forms_file(folder) if args.styles == "forms" and args.corpus == "nottingham" else None)
     train_s = time.perf_counter() - began
     model, tok, ckpt = load_model(run / "best.pt")
     spec = model_controls(model)
