@@ -55,9 +55,14 @@ def set_openmp_wait_policy() -> dict[str, str]:
 
 def use_all_cores() -> int:
     """Let torch use every core this process may run on (it may start with fewer); returns
-    the thread count. Processes that torchrun started on one machine share them."""
+    the thread count. Processes that torchrun started on one machine share them. A user's
+    OMP_NUM_THREADS wins (to leave cores to other work: `OMP_NUM_THREADS=1 midigen train`)."""
     import torch
 
+    asked = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if asked.isdigit() and int(asked) > 0:
+        torch.set_num_threads(int(asked))
+        return torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     sharing = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     torch.set_num_threads(max(1, (cores or 1) // sharing))

@@ -19,7 +19,8 @@ AS_A_LIBRARY = ("import os, torch; n = torch.get_num_threads(); import midigen, 
 
 
 def _fresh_python(code: str, **env_changes: str | None) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
     env.update({k: v for k, v in env_changes.items() if v is not None})
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           check=False, text=True, timeout=120)
@@ -52,3 +53,12 @@ def test_the_users_own_setting_wins():
 
 def test_importing_midigen_changes_nothing_in_the_process():
     assert _fresh_python(AS_A_LIBRARY) == "None None"
+
+
+def test_all_cores_unless_the_user_set_omp_num_threads():
+    code = ("import os, torch; from midigen.threads import use_all_cores; "
+            "print(use_all_cores(), len(os.sched_getaffinity(0)))")
+    mine, cores = _fresh_python(code, OMP_NUM_THREADS="1").split()
+    assert mine == "1"
+    theirs, cores = _fresh_python(code, OMP_NUM_THREADS=None).split()
+    assert theirs == cores
