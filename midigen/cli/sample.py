@@ -111,9 +111,9 @@ def sample(
         "\"piano,violin\" or \"0,40\" or \"drums\" (those the model was trained on).")] = None,
     guidance: Annotated[float | None, typer.Option(
         "--guidance", rich_help_panel=_CONTROLS, min=0.0, max=10.0,
-        help="How hard to follow the asked controls: 1 plays the model as trained, more "
-        "follows them harder (classifier-free guidance; twice the sampling work). "
-        "Default with any control asked: 2.")] = None,
+        help="How hard to follow the asked style and key: 1 plays the model as trained, "
+        "more follows them harder and strays further from the corpus (classifier-free "
+        "guidance; twice the sampling work). Default when a style or key is asked: 2.")] = None,
     report: Annotated[bool, typer.Option(
         "--report", rich_help_panel=_OUTPUT,
         help="Also write a page to listen to and compare the pieces in the output folder: "
