@@ -52,19 +52,20 @@ def test_guided_logits_mix_log_probabilities():
     np.testing.assert_allclose(guided_logits(logits, 1.0), lp[:2], rtol=1e-6)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_greedy_guided_sampling_follows_the_mixed_distribution(cell):
+@pytest.mark.parametrize("cell,primed", [("lstm", False), ("gru", False), ("lstm", True)])
+def test_greedy_guided_sampling_follows_the_mixed_distribution(cell, primed):
     """With top_k=1 every draw is the argmax, so the stepped sampler must pick, event by event,
     what full forward passes of the asked and the free controls give once mixed."""
     model = controlled_model(cell)
     vocab = vocabulary(TOK)
     asked = asked_row(SPEC, style="low", key="D minor", density=6.0)
-    got, twin = sample_ids(model, TOK, num=2, max_events=16, seed=0, top_k=1,
+    primer = [vocab.note_on_ids[60], vocab.note_on_ids[64]] if primed else None
+    got, twin = sample_ids(model, TOK, num=2, max_events=16, seed=0, top_k=1, primer_ids=primer,
                            constrain=False, cond=asked, guidance=2.5)
-    seq = [vocab.start_id]
+    seq = [vocab.start_id, *(primer or [])]
     rows = torch.from_numpy(paired_rows(asked, SPEC))
     with torch.no_grad():
-        for _ in range(len(got) - 1):
+        while len(seq) < len(got):
             logits, _ = model(torch.tensor([seq, seq]), cond=rows)
             mixed = guided_logits(logits[:, -1].numpy(), 2.5)[0]
             has_note = any(i in vocab.note_on_ids for i in seq)
