@@ -57,8 +57,13 @@ def group_pieces(entries: list[PieceEntry], varying: list[str]
     return result
 
 
+# Option keys whose plain spelling would not read as words (the rest lose their underscores).
+LABELS = {"from_training_lengths": "from the training lengths:", "longest": "longest piece (s)",
+          "max_note_s": "longest note (s)", "target_length_s": "target length (s)"}
+
+
 def label(key: str) -> str:
-    return key.replace("_", " ").replace("top ", "top-")
+    return LABELS.get(key) or key.replace("_", " ").replace("top ", "top-")
 
 
 def show_value(value) -> str:
@@ -68,6 +73,11 @@ def show_value(value) -> str:
         return "on" if value else "off"
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, dict):  # nested options, e.g. the lengths taken from training
+        return ", ".join(f"{label(k)} {show_value(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "–".join(show_value(v) for v in value) if len(value) == 2 else \
+            ", ".join(show_value(v) for v in value)
     if isinstance(value, str) and os.sep in value:
         return Path(value).parent.name + "/" + Path(value).name
     return str(value)

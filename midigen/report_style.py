@@ -34,7 +34,7 @@ img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 audio { width: 100%; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .15rem .8rem; margin: .6rem 0; }
 dt { color: var(--muted); }
-dd { margin: 0; }
+dd { margin: 0; overflow-wrap: anywhere; }  /* long paths wrap inside the card */
 pre { background: #f4f4f4; padding: .5rem .7rem; overflow-x: auto; white-space: pre-wrap;
       word-break: break-all; }
 code { user-select: all; }

@@ -75,6 +75,8 @@ def test_page_groups_by_temperature_and_works_without_audio(tiny, tmp_path, monk
     assert report.varying == ["temperature", "seed"]
     assert html.index("<h3>temperature 0.8</h3>") < html.index("<h3>temperature 1.3</h3>")
     assert "<audio" not in html and "install FluidSynth" in html
+    # nested options read as words, not as a Python dict
+    assert "from the training lengths: longest note (s) " in html and "{&#x27;" not in html
     for p in report.pieces:  # every file the page names is inside the folder
         assert (tmp_path / "page" / p.midi).read_bytes() == p.source.read_bytes()
         assert (tmp_path / "page" / p.roll).stat().st_size > 0
