@@ -83,7 +83,9 @@ print('midigen', midigen.__file__)"
 }
 
 tests() {
-    python3 -m pytest -n 0 -q -rs -p no:cacheprovider tests/test_cuda.py
+    # every test marked cuda: the training/sampling paths, controls and guided sampling
+    python3 -m pytest -n 0 -q -rs -p no:cacheprovider -m cuda \
+        tests/test_cuda.py tests/test_controls.py tests/test_guidance.py
 }
 
 bench() {

@@ -2,7 +2,8 @@
 CUDA-graph step, and checkpoints crossing between GPU and CPU machines.
 
 Marked `cuda`: skipped with a reason where torch sees no CUDA GPU (conftest.py). On a GPU:
-`python3 -m pytest -m cuda -n 0 -q` (bench/gpu_check.sh runs them with the GPU benchmarks).
+`python3 -m pytest -m cuda -n 0 -q tests/` (bench/gpu_check.sh runs every cuda-marked test with the
+GPU benchmarks).
 """
 
 from __future__ import annotations

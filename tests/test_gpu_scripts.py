@@ -3,6 +3,7 @@ must never be committed (wheels and the licensed corpus)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,15 @@ def test_gpu_scripts_parse(script):
     done = subprocess.run(["bash", "-n", str(ROOT / script)], check=False, capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_gpu_check_runs_every_cuda_test_file():
+    # A GPU session is rare: a cuda-marked test in a file the check does not name never runs.
+    script = (ROOT / "bench" / "gpu_check.sh").read_text()
+    marker = re.compile(r"^(@pytest\.mark\.cuda|pytestmark = .*cuda)", re.MULTILINE)
+    marked = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").glob("test_*.py")
+                    if marker.search(p.read_text()))
+    assert marked and all(name in script for name in marked), marked
 
 
 def test_fetched_wheels_and_corpus_are_git_ignored():
