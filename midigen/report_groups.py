@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 GROUP_KEYS = ("checkpoint", "temperature", "top_k", "top_p", "seconds", "max_events",
               "min_seconds", "primer", "primer_seconds", "constrain",
-              "style", "key", "density", "instruments")  # the last four: midigen.controls
+              "style", "key", "density", "instruments",  # midigen.controls
+              "guidance")  # midigen.guidance
 
 
 def varying_keys(entries: list[PieceEntry]) -> list[str]:

@@ -176,3 +176,16 @@ def test_a_run_with_controls_resumes_exactly(trained, tmp_path):
     assert np.allclose([loss for _, loss in first.train_losses + rest.train_losses],
                        [loss for _, loss in whole.train_losses], rtol=1e-5, atol=1e-6)
     assert rest.last_eval.valid_nll == pytest.approx(whole.last_eval.valid_nll, rel=1e-5)
+
+
+def test_the_report_groups_pieces_by_guidance(trained, tmp_path, monkeypatch):
+    from midigen.report import write_report
+
+    monkeypatch.setattr("midigen.render.audio_available", lambda *a: "no audio in this test")
+    for guidance in ("1", "3"):
+        result = runner.invoke(app, ["sample", "-c", str(trained), "--style", "low", "-n", "1",
+                                     "--max-events", "30", "--seed", "2", "--guidance", guidance,
+                                     "-o", str(tmp_path / "pieces")])
+        assert result.exit_code == 0, result.output
+    report = write_report([tmp_path / "pieces"], tmp_path / "page")
+    assert [title for title, _ in report.groups] == ["guidance 1", "guidance 3"]
