@@ -1,7 +1,7 @@
-"""Classifier-free guidance: play the asked controls more strongly than the model alone would.
+"""Classifier-free guidance: follow the asked style and key more strongly than the model would.
 
 Training hides each control part of the time, so one network predicts both p(x | controls)
-and p(x | nothing given). Drawing from log p_u + g * (log p_c - log p_u) with g > 1 sharpens
+and p(x | those hidden). Drawing from log p_u + g * (log p_c - log p_u) with g > 1 sharpens
 what the controls change (Ho & Salimans 2022; for language models, Sanchez et al. 2023). The
 price is a second batch through the network: each guided piece runs beside an unguided twin,
 which is fed the same events, so the two stay on one history.
@@ -28,7 +28,7 @@ DEFAULT_GUIDANCE = 2.0  # bench/bench_controls.py --guidance: see README "Contro
 def check_guidance(guidance: float) -> float:
     if not (math.isfinite(guidance) and 0.0 <= guidance <= MAX_GUIDANCE):
         raise MidigenError(f"--guidance must be 0 to {MAX_GUIDANCE:g} (got {guidance}); "
-                           "1 plays the model as trained, more follows the controls harder")
+                           "1 plays the model as trained, more follows the style and key harder")
     return float(guidance)
 
 

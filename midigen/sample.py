@@ -150,11 +150,11 @@ def sample_ids(model: MusicRNN, tokenizer_config: TokenizerConfig, num: int = 1,
     # network runs in torch (on any device); the draws and the bookkeeping run in numpy on
     # the host, where a small op costs a fraction of torch's dispatch.
     state = None
-    rows = pair if guided else None if cond is None else np.reshape(cond, (1, -1))
+    rows = pair if guided else (None if cond is None else np.reshape(cond, (1, -1)))
     kw = {} if rows is None else {"cond": torch.as_tensor(rows, device=device)}
     for start in range(0, len(prefix), PRIMER_CHUNK):  # a long primer in flat memory
         chunk = torch.as_tensor(prefix[start:start + PRIMER_CHUNK], device=device)[None]
-        logits, state = model(chunk.expand(len(rows) if guided else 1, -1), state, **kw)  # (1|2, T, V)
+        logits, state = model(chunk.expand(2 if guided else 1, -1), state, **kw)  # (1|2, T, V)
     stepper = Stepper(model, cuda_graph=cuda_graph)  # a graph only on CUDA (same logits)
     logits = logits[:, -1].float().cpu().numpy()
     if guided:  # each piece beside its unguided twin: batch [asked x num | free x num]
