@@ -178,19 +178,23 @@ class Stepper:
 
     @torch.inference_mode()
     def _capture(self):
-        """The eager step recorded as a CUDA graph reading `self._ids` (state left as it was)."""
+        """The eager step recorded as a CUDA graph reading `self._ids`. The state is left as it
+        was, also when capture fails: the warm-up steps really ran, and the eager step that
+        then takes over must start from the state `reset` made."""
         self._ids = torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
         saved = self.state()
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):  # warm up: cuBLAS handles and workspaces exist before capture
+        try:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(3):  # warm up: cuBLAS handles and workspaces exist before capture
+                    self._eager_step(self._ids)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
                 self._eager_step(self._ids)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._eager_step(self._ids)
-        self.set_state(saved)
+        finally:
+            self.set_state(saved)
         return graph
 
     def _lstm_step(self, ids: torch.Tensor) -> None:
