@@ -31,6 +31,20 @@ def pick_device(name: str | None = "auto") -> torch.device:
     return torch.device(name)
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tensor` (on the host) on `device`, without the host waiting for the device.
+
+    A plain `.to("cuda")` waits until the GPU has finished everything queued before it, and
+    one from pageable memory may too, even with non_blocking; each training step would then
+    wait for the previous one, and the host could not draw the next batch meanwhile. A copy
+    from page-locked memory with non_blocking is queued behind that work instead (torch keeps
+    the pinned block until the copy is done). Contiguous first: pinning keeps the strides, and
+    a strided copy would go through a pageable temporary again."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.contiguous().pin_memory().to(device, non_blocking=True)
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA (LSTMs train fine in it and run ~2x faster); nothing elsewhere."""
     if device.type == "cuda":

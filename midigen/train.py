@@ -26,7 +26,7 @@ import torch
 from midigen.batches import build_stream, random_windows, random_windows_placed, stretch_pieces
 from midigen.budget import Budget
 from midigen.checkpoint import Checkpoint
-from midigen.device import out_of_memory_as_error, pick_device
+from midigen.device import out_of_memory_as_error, pick_device, to_device
 from midigen.distributed import StopVote, batch_rows, current_world, mean_over_ranks, wrap
 from midigen.errors import MidigenError
 from midigen.evaluate import default_valid_events, validation_sample
@@ -176,9 +176,9 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
                 x, y, offsets, shift = random_windows_placed(
                     stream, config.batch_size, config.seq_len, run.data_rng, config.transpose,
                     rows=my_rows)
-                cond = controls.rows(stream, offsets, shift, y, run.data_rng, config.batch_size,
-                                     my_rows).to(device)  # (b, COND_WIDTH)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                cond = to_device(controls.rows(stream, offsets, shift, y, run.data_rng,
+                                               config.batch_size, my_rows), device)  # (b, COND_WIDTH)
+            x, y = to_device(x, device), to_device(y, device)  # the host does not wait for the GPU
             loss_sum += train_step(trained, optimizer, x, y, config.grad_clip, cond,
                                    run.micro_batch)
             loss_count += 1
