@@ -145,7 +145,9 @@ class Session:
         return row
 
     def restore(self, ckpt: Checkpoint) -> None:
-        """Continue exactly where `ckpt` stopped: weights, optimizer, step, budget, RNGs, metrics."""
+        """Continue exactly where `ckpt` stopped: weights, optimizer, step, budget, RNGs, metrics.
+        Not cuDNN's own generator for the dropout between LSTM layers (no API reads it): it is
+        seeded afresh from the CUDA generator, so on a GPU only a run without dropout is exact."""
         self.model.load_state_dict(ckpt.model_state)
         self.optimizer.load_state_dict(ckpt.optimizer_state)
         self.step = ckpt.step

@@ -41,14 +41,17 @@ def test_training_on_cuda_learns_like_the_cpu(tmp_path):
 
 @pytest.mark.cuda
 def test_resume_on_cuda_continues_exactly(tmp_path):
+    # Dropout 0: cuDNN draws the dropout between LSTM layers from a state of its own, seeded
+    # from the CUDA generator after any set_rng_state (so again after a resume) and held in no
+    # checkpoint; with dropout a resumed GPU run is the same training, not the same numbers.
     config = tiny_train(steps=16, eval_every=6, log_every=1, transpose=2, device="cuda")
-    model_config = ModelConfig(V, embed_dim=16, hidden=32, layers=2, dropout=0.2)
+    model_config = ModelConfig(V, embed_dim=16, hidden=32, layers=2, dropout=0.0)
     whole = train(phrase_pieces(), TOK, model_config, config, tmp_path / "whole")
     train(phrase_pieces(), TOK, model_config, config, tmp_path / "cut", stop_after_steps=7)
     rest = train(phrase_pieces(), TOK, model_config, config, tmp_path / "cut",
                  resume_from=load_checkpoint(tmp_path / "cut" / "last.pt"))
-    # The data order, dropout (CUDA generator) and optimizer state all come back; cuDNN's
-    # LSTM kernels are deterministic for a fixed shape, so only float noise may remain.
+    # The data order and optimizer state come back; cuDNN's LSTM kernels are deterministic
+    # for a fixed shape, so only float noise may remain.
     assert np.allclose([x for _, x in rest.train_losses], [x for _, x in whole.train_losses[7:]],
                        rtol=1e-4)
 
