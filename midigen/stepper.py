@@ -191,7 +191,10 @@ class Stepper:
                     self._eager_step(self._ids)
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # On `side`, a stream of this model's GPU: torch.cuda.graph's own default stream
+            # lives on whichever GPU was current when the process first captured, and a step
+            # on another GPU would run outside the capture, leaving an empty graph.
+            with torch.cuda.graph(graph, stream=side):
                 self._eager_step(self._ids)
         finally:
             self.set_state(saved)

@@ -54,8 +54,8 @@ def graph_stand_in(monkeypatch, capture_error: str | None = None) -> None:
     CPU: warm-up and capture run the step for real (a GPU's capture only records it, so this is
     the stricter case for the state), and a replay runs the eager step on `_ids`."""
     class Stream:
-        def __init__(self, *args, **kwargs):
-            pass
+        def __init__(self, device=None):
+            self.device = device
 
         def wait_stream(self, other):
             pass
@@ -67,9 +67,10 @@ def graph_stand_in(monkeypatch, capture_error: str | None = None) -> None:
             self.stepper._eager_step(self.stepper._ids)
 
     @contextlib.contextmanager
-    def graph(g):
+    def graph(g, stream=None):
         if capture_error is not None:
             raise RuntimeError(capture_error)
+        g.stream = stream
         yield
 
     monkeypatch.setattr(torch.cuda, "Stream", Stream)
@@ -96,6 +97,9 @@ def test_the_graph_path_starts_from_the_state_reset_made(monkeypatch, cell, capt
     assert (stepper._graph is None) == (capture_error is not None)
     assert stepper.graph_error == capture_error
     if stepper._graph is not None:
+        # Captured on a stream of the model's own device (the default capture stream may be
+        # on another GPU).
+        assert stepper._graph.stream.device == stepper.device
         stepper._graph.stepper = stepper
     got = torch.stack([stepper.step(ids[:, t]).clone() for t in range(ids.shape[1])], 1)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
