@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from midigen.train import TrainConfig
 
 log = logging.getLogger("midigen")
+IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable")  # how an optimizer steps, per device
 
 
 def _plot(rows: list[MetricsRow], run_dir: Path) -> None:
@@ -149,7 +150,13 @@ class Session:
         Not cuDNN's own generator for the dropout between LSTM layers (no API reads it): it is
         seeded afresh from the CUDA generator, so on a GPU only a run without dropout is exact."""
         self.model.load_state_dict(ckpt.model_state)
-        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        # Its numbers, stepped by this device's AdamW (fused on CUDA): a saved group's flags
+        # would replace it with the first device's (a CPU run resumed on a GPU stepped unfused,
+        # a GPU run resumed on a CPU asked for fused AdamW there, which torch < 2.4 lacks).
+        saved = ckpt.optimizer_state
+        own = [{k: g[k] for k in IMPLEMENTATION_FLAGS if k in g} for g in self.optimizer.param_groups]
+        self.optimizer.load_state_dict({**saved, "param_groups": [
+            {**g, **mine} for g, mine in zip(saved["param_groups"], own)]})
         self.step = ckpt.step
         self.budget = Budget.resume(ckpt.train_config, ckpt.step)
         self.best = ckpt.best_valid_loss if ckpt.best_valid_loss is not None else math.inf

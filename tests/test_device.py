@@ -64,3 +64,24 @@ def test_every_training_batch_goes_through_to_device(tmp_path, monkeypatch):
     rows, seq_len = config.batch_size, config.seq_len
     # Each step: its controls (drawn from the targets on the host), then x and y.
     assert sent == [(rows, COND_WIDTH), (rows, seq_len), (rows, seq_len)] * 3
+
+
+def test_a_run_resumed_on_another_device_steps_with_that_devices_adamw(tmp_path, monkeypatch):
+    # A GPU run saves fused=True in its optimizer groups; resumed on the CPU (or a CPU run on
+    # a GPU) the optimizer must step the way this device's was made to, not the first one's.
+    from midigen.checkpoint import load_checkpoint
+
+    config = tiny_train(steps=6)
+    train(phrase_pieces(), TOK, tiny_model(), config, tmp_path / "r", stop_after_steps=3)
+    ckpt = load_checkpoint(tmp_path / "r" / "last.pt")
+    for group in ckpt.optimizer_state["param_groups"]:
+        group["fused"] = True  # as on CUDA
+    seen, real_step = [], torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["fused"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    done = train(phrase_pieces(), TOK, tiny_model(), config, tmp_path / "r", resume_from=ckpt)
+    assert done.step == 6 and seen == [None] * 3
