@@ -40,7 +40,7 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     from page-locked memory with non_blocking is queued behind that work instead (torch keeps
     the pinned block until the copy is done). Contiguous first: pinning keeps the strides, and
     a strided copy would go through a pageable temporary again."""
-    if device.type != "cuda":
+    if device.type != "cuda" or tensor.device.type != "cpu":
         return tensor.to(device)
     return tensor.contiguous().pin_memory().to(device, non_blocking=True)
 

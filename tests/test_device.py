@@ -41,6 +41,9 @@ def test_to_cuda_copies_from_pinned_memory_without_waiting(monkeypatch):
     assert torch.equal(to_device(x, torch.device("cuda", 0)), x)
     # A plain .to("cuda") waits for the GPU; so does a strided or pageable source.
     assert calls == [("pin", True), ("to", "cuda", True)]
+    calls.clear()
+    to_device(torch.empty(2, device="meta"), torch.device("cuda", 0))  # not on the host
+    assert calls == [("to", "cuda", False)]  # nothing to pin
 
 
 def test_to_the_cpu_is_the_tensor_itself():
