@@ -10,8 +10,11 @@ ends up with identical semantics:
 - the sustain pedal (CC64 >= 64) extends a note released while the pedal is down until the
   pedal lifts, or until the same pitch is struck again on that track if that comes first;
 - notes that end where they start (zero length, even after the pedal) are dropped, as
-  pretty_midi does: they make no sound on a pitched instrument;
-- drums are the notes on MIDI channel 10; their program is stored as 0.
+  pretty_midi does: they make no sound on a pitched instrument; a drum sounds however short
+  its note (drum machines often write the note-off at the note-on's tick), so a zero-length
+  drum note is kept, one tick long;
+- drums are the notes on MIDI channel 10; their program is stored as 0;
+- SMPTE time and notes never released are handled by midigen.midi_repair.
 
 Every failure is a MidigenError whose message is a short reason ("empty file", "no notes",
 "corrupt MIDI: truncated") so that a corpus summary can group files by it.
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from midigen import score_io
+from midigen import midi_repair, score_io
 from midigen.builtin_chorales import builtin_chorale_names, write_builtin_chorale  # noqa: F401  (re-exported)
 from midigen.errors import MidigenError
 from midigen.events import NOTE_DTYPE, Piece, sort_notes
@@ -135,10 +138,13 @@ def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> P
     """One Piece from standard MIDI file bytes (see the module docstring for the rules)."""
     if len(data) > MAX_MIDI_MB * 1024 * 1024:
         raise MidigenError(f"too large for a MIDI file (> {MAX_MIDI_MB} MB)")
-    try:
-        score = symusic.Score.from_midi(data)
-    except Exception as e:  # noqa: BLE001 - symusic raises RuntimeError with C++ text
-        raise MidigenError(f"corrupt MIDI: {_short_reason(str(e))}") from None
+    ticks_per_s = midi_repair.smpte_ticks_per_s(data)
+    if ticks_per_s:  # symusic refuses SMPTE time; its ticks are timed as seconds below
+        data = midi_repair.with_tick_division(data, 480)
+    score = _parse_midi(data)
+    if any(len(track.notes) == 0 for track in score.tracks):  # note-ons never released
+        repaired = midi_repair.close_hanging_notes(data)
+        score = _parse_midi(repaired) if repaired else score
     if len(score.tracks) > MAX_TRACKS:
         raise MidigenError(f"too many tracks (> {MAX_TRACKS:,})")
     # Parsed, the file costs ~4x its bytes; everything after costs ~300 bytes per note/event.
@@ -150,6 +156,8 @@ def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> P
     if tpq <= 0:
         raise MidigenError("corrupt MIDI: bad header")
     ticks_to_s, first_bpm = _tempo_map(score.tempos.numpy(), tpq)
+    if ticks_per_s:
+        ticks_to_s, first_bpm = (lambda ticks: ticks / ticks_per_s), 120.0
 
     columns = []
     for track in score.tracks:
@@ -158,6 +166,8 @@ def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> P
             continue
         start = arrays["time"].astype(np.int64)
         end = start + arrays["duration"].astype(np.int64)
+        if track.is_drum:
+            end = np.maximum(end, start + 1)
         pitch = arrays["pitch"].astype(np.int16)
         pedals = track.pedals.numpy() if sustain_pedal and not track.is_drum else None
         if pedals is not None and len(pedals["time"]):
@@ -195,6 +205,13 @@ def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> P
         meta["key_signature"] = (int(keys["key"][first]), bool(keys["tonality"][first]))
     return Piece(name=name, notes=sort_notes(notes), tempo_bpm=first_bpm,
                  time_signature=time_signature, meta=meta)
+
+
+def _parse_midi(data: bytes) -> symusic.Score:
+    try:
+        return symusic.Score.from_midi(data)
+    except Exception as e:  # noqa: BLE001 - symusic raises RuntimeError with C++ text
+        raise MidigenError(f"corrupt MIDI: {_short_reason(str(e))}") from None
 
 
 def _tempo_map(tempos: dict, tpq: int):

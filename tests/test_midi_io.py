@@ -185,6 +185,53 @@ def test_zero_length_notes_are_dropped(tmp_path):
     assert piece.meta["dropped_zero_length"] == 1
 
 
+def test_zero_length_drum_notes_are_kept(tmp_path):
+    """A drum sounds however short its note: drum machines write note-on and note-off at one
+    tick, and such a kit vanished."""
+    hits = [m for k in range(4) for m in (sf.on(36 + k, 0 if k == 0 else 120, channel=9),
+                                           sf.off(36 + k, 0, channel=9))]
+    notes = read_score(sf.write_mido(tmp_path / "kit.mid", [hits]))[0].notes
+    assert notes["pitch"].tolist() == [36, 37, 38, 39]
+    assert notes["is_drum"].all() and (notes["end_s"] > notes["start_s"]).all()
+
+
+def test_drum_notes_never_released_are_kept(tmp_path):
+    """Note-ons without note-offs (as drum machines write them) were all dropped."""
+    hits = [sf.on((36, 42, 38, 42)[k % 4], 0 if k == 0 else 240, channel=9) for k in range(8)]
+    bass = [sf.program(33, 1), sf.on(40, 0, channel=1), sf.off(40, 1920, channel=1)]
+    notes = read_score(sf.write_mido(tmp_path / "machine.mid", [hits, bass]))[0].notes
+    drums = notes[notes["is_drum"]]
+    assert drums["pitch"].tolist() == [36, 42, 38, 42, 36, 42, 38, 42]
+    assert drums["start_s"].tolist() == pytest.approx([k * 0.25 for k in range(8)])
+    # each hit ends at the next of its key or a sixteenth note later, whichever is first
+    assert (drums["end_s"] - drums["start_s"]).tolist() == pytest.approx([0.125] * 8)
+    assert notes[~notes["is_drum"]]["program"].tolist() == [33]
+
+
+def test_a_track_of_pitched_notes_never_released_is_kept(tmp_path):
+    held = [sf.on(60), sf.on(64, 480), sf.on(60, 480), sf.on(67, 480)]
+    notes = read_score(sf.write_mido(tmp_path / "held.mid", [held]))[0].notes
+    # 60 ends when struck again, the others with the track; the last one a beat later
+    assert sorted(zip(notes["pitch"].tolist(), notes["start_s"].tolist(),
+                      notes["end_s"].tolist())) == [(60, 0.0, 1.0), (60, 1.0, 1.5),
+                                                    (64, 0.5, 1.5), (67, 1.5, 2.0)]
+
+
+@pytest.mark.parametrize("frames_per_s, ticks_per_frame", [(25, 40), (30, 80), (24, 4)])
+def test_smpte_time_division_is_read_in_seconds(tmp_path, frames_per_s, ticks_per_frame):
+    """SMPTE files (frames x ticks per second, tempo events ignored) were refused as corrupt."""
+    ticks_per_s = frames_per_s * ticks_per_frame
+    notes = [m for k in range(4) for m in (sf.on(60 + k), sf.off(60 + k, ticks_per_s // 2))]
+    path = sf.write_mido(tmp_path / "smpte.mid", [notes], tempo=1_000_000)
+    data = bytearray(path.read_bytes())
+    data[12], data[13] = 256 - frames_per_s, ticks_per_frame
+    path.write_bytes(bytes(data))
+    read = read_score(path)[0].notes
+    assert read["pitch"].tolist() == [60, 61, 62, 63]
+    assert read["start_s"].tolist() == pytest.approx([0.0, 0.5, 1.0, 1.5])
+    assert read["end_s"].tolist() == pytest.approx([0.5, 1.0, 1.5, 2.0])
+
+
 def test_many_notes(tmp_path):
     notes = read_score(sf.many_notes(tmp_path / "huge.mid"))[0].notes
     assert len(notes) == 200_000

@@ -1,0 +1,119 @@
+"""MIDI files that symusic would misread, rewritten into files it reads as players play them.
+
+Two kinds of valid (or common) files lost music silently or were refused:
+
+- SMPTE time division (frames per second x ticks per frame, no tempo map): symusic refuses
+  it, so the file was skipped as "corrupt". `smpte_ticks_per_s` reads the header and
+  `with_tick_division` gives symusic a quarter-note division it accepts; midi_io then times
+  the ticks as seconds itself.
+- Notes never released (drum machines often write only note-ons; a held note may lack its
+  note-off): symusic drops a note without a note-off, so a whole drum track vanished.
+  `close_hanging_notes` adds the missing note-offs where a player would hear the note end:
+  at the next onset of that key, for drums after a sixteenth note at most, else at the end
+  of the track. Only tracks that symusic reads without any note are repaired (finding a
+  single unreleased note would mean parsing every file twice).
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict, deque
+
+MAX_REPAIR_BYTES = 4 * 2**20  # mido parses in Python (~1 s a MB): larger files stay as read
+DRUM_CHANNEL = 9
+
+
+def smpte_ticks_per_s(data: bytes) -> float | None:
+    """Ticks per second of a standard MIDI file with SMPTE division; None for quarter-note
+    division (the usual kind). 29 frames per second means 29.97 (drop frame)."""
+    if len(data) < 14 or not data[12] & 0x80:
+        return None
+    frames_per_s = 256 - data[12]
+    ticks_per_frame = data[13]
+    if frames_per_s not in (24, 25, 29, 30) or ticks_per_frame == 0:
+        return None  # not a valid SMPTE word: left for the reader to refuse
+    return (29.97 if frames_per_s == 29 else frames_per_s) * ticks_per_frame
+
+
+def with_tick_division(data: bytes, ticks_per_quarter: int) -> bytes:
+    """The same file with its header's division replaced by `ticks_per_quarter`."""
+    return data[:12] + int(ticks_per_quarter).to_bytes(2, "big") + data[14:]
+
+
+def close_hanging_notes(data: bytes) -> bytes | None:
+    """The file with a note-off added for every note-on that never gets one; None when
+    there is none to add or mido cannot read the file (then the file stays as it was)."""
+    if len(data) > MAX_REPAIR_BYTES:
+        return None
+    import mido
+
+    try:
+        midi = mido.MidiFile(file=io.BytesIO(data), clip=True)
+    except Exception:  # noqa: BLE001 - mido raises assorted types on damaged files
+        return None
+    sixteenth = max(1, midi.ticks_per_beat // 4)
+    added = 0
+    for k, track in enumerate(midi.tracks):
+        closing = _missing_note_offs(track, sixteenth)
+        if closing:
+            midi.tracks[k] = _with_note_offs(track, closing)
+            added += len(closing)
+    if not added:
+        return None
+    out = io.BytesIO()
+    try:
+        midi.save(file=out)
+    except Exception:  # noqa: BLE001
+        return None
+    return out.getvalue()
+
+
+def _missing_note_offs(track, drum_ticks: int) -> list[tuple[int, int, int]]:
+    """(tick, channel, key) of the note-offs a track lacks. Note-offs are matched to
+    note-ons first in, first out, per channel and key."""
+    tick, end = 0, 0
+    open_on: dict[tuple[int, int], deque] = defaultdict(deque)
+    onsets: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for message in track:
+        tick += message.time
+        end = tick
+        if message.type == "note_on" and message.velocity > 0:
+            open_on[(message.channel, message.note)].append(tick)
+            onsets[(message.channel, message.note)].append(tick)
+        elif message.type in ("note_off", "note_on"):
+            queue = open_on.get((message.channel, message.note))
+            if queue:
+                queue.popleft()
+    closing = []
+    for (channel, key), ticks in open_on.items():
+        later = onsets[(channel, key)]
+        for start in ticks:
+            next_onset = next((t for t in later if t > start), None)
+            if channel == DRUM_CHANNEL:  # a drum rings by itself: a short note
+                stop = start + drum_ticks if next_onset is None else min(
+                    next_onset, start + drum_ticks)
+            else:  # held to the end of the track (a beat if it starts there)
+                stop = next_onset or (end if end > start else start + 4 * drum_ticks)
+            closing.append((stop, channel, key))
+    return closing
+
+
+def _with_note_offs(track, closing: list[tuple[int, int, int]]):
+    """A copy of the track with the note-offs inserted (before anything else at their tick,
+    so a note struck again at that tick is not the one closed)."""
+    import mido
+
+    timed, tick = [], 0
+    for order, message in enumerate(track):
+        tick += message.time
+        if message.type != "end_of_track":
+            timed.append((tick, 1, order, message))
+    for order, (at, channel, key) in enumerate(closing):
+        timed.append((at, 0, order, mido.Message("note_off", channel=channel, note=key)))
+    timed.sort(key=lambda row: row[:3])
+    rebuilt, last = mido.MidiTrack(), 0
+    for at, _, _, message in timed:
+        rebuilt.append(message.copy(time=at - last))
+        last = at
+    rebuilt.append(mido.MetaMessage("end_of_track", time=0))
+    return rebuilt
