@@ -63,8 +63,9 @@ def read_file_tokens(path: str, config: TokenizerConfig) -> dict:
         return {"status": "skipped", "reason": f"reader error ({type(e).__name__})"}
 
 
-class _Timeout(Exception):
-    pass
+class _Timeout(BaseException):
+    """Not an Exception: the readers' `except Exception` must not turn it into a reason
+    such as "unreadable MusicXML (_Timeout)" and go on to the next, unlimited, reader."""
 
 
 def _on_alarm(signum, frame):

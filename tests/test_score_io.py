@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,33 @@ def test_utf16_musicxml_reads(tmp_path, fast_only):
     path = tmp_path / "wide.musicxml"
     path.write_bytes(sf.musicxml_text().encode("utf-16"))
     assert read_score(path)[0].notes["pitch"].tolist() == [60, 64]
+
+
+def test_utf16_mxl_reads_through_verovio(tmp_path, fast_only):
+    """Finale and Dolet write UTF-16 inside .mxl; verovio's zip loader could not read it, so
+    such scores went to music21 (minutes for a string quartet) or were skipped."""
+    path = tmp_path / "wide.mxl"
+    path.write_bytes(sf.mxl_bytes(sf.musicxml_text().encode("utf-16"), member="wide.xml"))
+    assert read_score(path)[0].notes["pitch"].tolist() == [60, 64]
+
+
+def test_mxl_reads_the_score_its_container_names(tmp_path, fast_only):
+    path = tmp_path / "named.mxl"
+    decoy = sf.musicxml_text().replace("<step>C</step>", "<step>D</step>")
+    path.write_bytes(sf.mxl_bytes(sf.musicxml_text(), member="z/score.xml",
+                                  others={"a/decoy.xml": decoy}))
+    assert read_score(path)[0].notes["pitch"].tolist() == [60, 64]
+
+
+def test_mxl_without_a_score_is_one_clear_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv(score_io.READERS_ENV, "verovio")
+    path = tmp_path / "empty.mxl"
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("readme.txt", "the score was left out")
+    path.write_bytes(archive.getvalue())
+    with pytest.raises(MidigenError, match="no score in the .mxl archive"):
+        read_score(path)
 
 
 def test_kern_reads_through_verovio(tmp_path, fast_only):
@@ -166,3 +195,27 @@ def test_a_score_that_crashes_the_fast_reader_is_read_by_music21(tmp_path, monke
     results = read_files(paths, TokenizerConfig(), jobs=2)
     assert [r["status"] for r in results] == ["ok"] * 8
     assert all(len(r["pieces"]) == 1 for r in results)
+
+
+def test_a_slow_score_is_timed_out_not_called_unreadable(tmp_path, monkeypatch):
+    """The per-file alarm fired inside a reader's `except Exception`: the file was reported
+    as "unreadable MusicXML (_Timeout)" and the next reader (music21) ran with no limit."""
+    import time
+
+    from midigen import reading
+    from midigen.tokenizer import TokenizerConfig
+
+    class SlowToolkit:
+        def setInputFrom(self, kind):
+            pass
+
+        def loadData(self, text):
+            time.sleep(5)  # interruptible, as music21's Python is
+            return True
+
+    monkeypatch.setattr(score_io, "_toolkit", SlowToolkit)
+    monkeypatch.setattr(score_io, "_render_music21", _music21_must_not_run)
+    monkeypatch.setattr(reading, "FILE_TIMEOUT_S", 1)
+    path = _musicxml(tmp_path)
+    result = reading._read_chunk([str(path)], TokenizerConfig().to_dict())[0]
+    assert result == {"status": "skipped", "reason": "timed out (> 1 s)"}
