@@ -8,9 +8,10 @@ would silently change the optimisation (fewer windows per step, the same learnin
 make a run depend on the GPU it happened to start on.
 
 `find_micro_batch` tries one forward and backward of the per-process batch on dummy ids
-before training starts, halving on torch.OutOfMemoryError until it fits; under torchrun the
-ranks then take the smallest (a rank that ran out inside DDP's backward would leave the
-others waiting in an all-reduce, so the probe runs on the plain model, outside DDP).
+(beside as much memory as the optimizer's state will take) before training starts, halving
+on torch.OutOfMemoryError until it fits; under torchrun the ranks then take the smallest (a
+rank that ran out inside DDP's backward would leave the others waiting in an all-reduce, so
+the probe runs on the plain model, outside DDP).
 Evaluation halves its batch of pieces (or its window) the same way; scores do not depend on it.
 """
 
@@ -57,9 +58,23 @@ def halve_until_it_fits(attempt: Callable[[int], None], size: int, device: torch
         size = math.ceil(size / 2)
 
 
+def step_state_bytes(model: torch.nn.Module, world: World) -> int:
+    """What training holds beside one forward and backward, which the probe does not make:
+    AdamW's two moments of every weight (made at the first step), and under DDP its gradient
+    buckets. A batch that fitted without them could run out of memory at the first step."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return weights * (3 if world.is_distributed else 2)
+
+
+def _hold(nbytes: int, device: torch.device) -> torch.Tensor:
+    return torch.empty(nbytes, dtype=torch.uint8, device=device)
+
+
 def _forward_backward(model: torch.nn.Module, rows: int, seq_len: int,
-                      device: torch.device) -> None:
-    """A training step's forward and backward on `rows` dummy windows (no optimizer step)."""
+                      device: torch.device, held_bytes: int = 0) -> None:
+    """A training step's forward and backward on `rows` dummy windows (no optimizer step),
+    with `held_bytes` of the device's memory taken as the optimizer's state will be."""
+    held = _hold(held_bytes, device)  # taken while the step runs
     x = torch.zeros(rows, seq_len, dtype=torch.long, device=device)
     try:
         with autocast(device):
@@ -68,6 +83,7 @@ def _forward_backward(model: torch.nn.Module, rows: int, seq_len: int,
         loss.backward()
     finally:
         model.zero_grad(set_to_none=True)
+        del held
 
 
 def find_micro_batch(model: torch.nn.Module, rows: int, seq_len: int, device: torch.device,
@@ -82,8 +98,9 @@ def find_micro_batch(model: torch.nn.Module, rows: int, seq_len: int, device: to
         on_cuda = device.type == "cuda"
         with torch.random.fork_rng(devices=[device] if on_cuda else []):  # dropout's draws must not shift the run's random stream
             try:
+                held = step_state_bytes(model, world)
                 micro = halve_until_it_fits(
-                    lambda n: _forward_backward(model, n, seq_len, device), rows, device)
+                    lambda n: _forward_backward(model, n, seq_len, device, held), rows, device)
             except torch.OutOfMemoryError:
                 micro = 0
             finally:

@@ -149,3 +149,27 @@ def test_sampling_that_runs_out_of_memory_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(MidigenError, match=r"sampling 64 pieces at once: sample fewer at a time"):
         sample_to_files(tmp_path / "run", tmp_path / "out", num=64, max_events=50, seed=1)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_probe_leaves_room_for_the_optimizer_state(tmp_path, monkeypatch):
+    # AdamW's two moments per weight appear at the first step, after the probe. Here 'GPU
+    # memory' holds 4 windows, or 2 beside those moments: 4 would fit the probe without them
+    # and then run out of memory at the first step.
+    weight_bytes = 4 * MusicRNN(tiny_model()).num_parameters()
+    row_bytes, room, held = weight_bytes, 4 * weight_bytes, []
+
+    def hold(nbytes, device):
+        held.append(nbytes)
+        return torch.empty(0)
+
+    def forward(self, ids, state=None, **kw):
+        if ids.shape[0] * row_bytes + held[-1] > room:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB ...")
+        return REAL_FORWARD(self, ids, state, **kw)
+
+    monkeypatch.setattr(memory, "_hold", hold)
+    monkeypatch.setattr(MusicRNN, "forward", forward)
+    monkeypatch.setattr(memory, "PROBED_DEVICE_TYPES", ("cpu",))
+    train(phrase_pieces(), TOK, tiny_model(), tiny_train(steps=2, eval_every=2), tmp_path / "r")
+    assert held == [2 * weight_bytes] * 3  # 8 windows, 4, then 2 fit
+    assert load_checkpoint(tmp_path / "r" / "last.pt").train_config["micro_batch"] == 2
