@@ -76,6 +76,8 @@ def read_score(path: str | os.PathLike, sustain_pedal: bool = True) -> list[Piec
         piece = midi_bytes_to_piece(_strip_rmid(data), path.stem, sustain_pedal)
         piece.meta["reader"] = "midi"
         return [piece]
+    if kind == "musicxml" and not _is_musicxml_score(data):
+        raise MidigenError("not a MusicXML score (an XML file of another kind)")
     if kind in ("musicxml", "mxl", "kern", "abc"):
         return _read_notation(path, data, kind, sustain_pedal)
     if path.suffix.lower() in MIDI_SUFFIXES:
@@ -102,6 +104,13 @@ def detect_format(data: bytes, suffix: str = "") -> str:
     if suffix in (".musicxml", ".xml"):
         return "musicxml"
     return {".mxl": "mxl", ".krn": "kern", ".abc": "abc"}.get(suffix, "unknown")
+
+
+def _is_musicxml_score(data: bytes) -> bool:
+    """Whether XML text opens a MusicXML score: .xml files in music folders are often
+    something else (a library, an SVG, MEI), which every reader then tried and failed on."""
+    head = score_io.decode_text(data[:65536])
+    return "<score-partwise" in head or "<score-timewise" in head
 
 
 def _strip_rmid(data: bytes) -> bytes:

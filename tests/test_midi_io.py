@@ -254,6 +254,21 @@ def test_bad_files_give_short_reasons(tmp_path, make, reason):
     assert str(e.value) == reason
 
 
+@pytest.mark.parametrize("text", [
+    '<?xml version="1.0"?>\n<project><version>1</version></project>\n',
+    '<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"><circle r="4"/></svg>',
+    '<mei xmlns="http://www.music-encoding.org/ns/mei"><music/></mei>',
+])
+def test_xml_that_is_not_a_score_says_so(tmp_path, monkeypatch, text):
+    from midigen import score_io
+
+    monkeypatch.setattr(score_io, "render_score", lambda *a: pytest.fail("a reader was tried"))
+    path = tmp_path / "library.xml"
+    path.write_text(text)
+    with pytest.raises(MidigenError, match=r"^not a MusicXML score \(an XML file of another kind\)$"):
+        read_score(path)
+
+
 def test_unsupported_suffix_and_missing_file(tmp_path):
     other = tmp_path / "song.xyz"
     other.write_text("hello")
