@@ -14,7 +14,7 @@ ends up with identical semantics:
   its note (drum machines often write the note-off at the note-on's tick), so a zero-length
   drum note is kept, one tick long;
 - drums are the notes on MIDI channel 10; their program is stored as 0;
-- SMPTE time and notes never released are handled by midigen.midi_repair.
+- SMPTE time, notes never released and files cut short are handled by midigen.midi_repair.
 
 Every failure is a MidigenError whose message is a short reason ("empty file", "no notes",
 "corrupt MIDI: truncated") so that a corpus summary can group files by it.
@@ -150,7 +150,17 @@ def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> P
     ticks_per_s = midi_repair.smpte_ticks_per_s(data)
     if ticks_per_s:  # symusic refuses SMPTE time; its ticks are timed as seconds below
         data = midi_repair.with_tick_division(data, 480)
-    score = _parse_midi(data)
+    try:
+        score = _parse_midi(data)
+    except MidigenError as error:  # a file cut short: play what is there, as players do
+        salvaged = midi_repair.salvage_truncated(data) if "truncated" in str(error) else None
+        if salvaged is None:
+            raise
+        try:
+            score = _parse_midi(salvaged)
+        except MidigenError:
+            raise error from None
+        data = salvaged
     if any(len(track.notes) == 0 for track in score.tracks):  # note-ons never released
         repaired = midi_repair.close_hanging_notes(data)
         score = _parse_midi(repaired) if repaired else score

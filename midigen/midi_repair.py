@@ -1,6 +1,6 @@
 """MIDI files that symusic would misread, rewritten into files it reads as players play them.
 
-Two kinds of valid (or common) files lost music silently or were refused:
+Three kinds of valid (or common) files lost music silently or were refused:
 
 - SMPTE time division (frames per second x ticks per frame, no tempo map): symusic refuses
   it, so the file was skipped as "corrupt". `smpte_ticks_per_s` reads the header and
@@ -12,6 +12,8 @@ Two kinds of valid (or common) files lost music silently or were refused:
   at the next onset of that key, for drums after a sixteenth note at most, else at the end
   of the track. Only tracks that symusic reads without any note are repaired (finding a
   single unreleased note would mean parsing every file twice).
+- Files cut short, or whose track length runs past the end: symusic refused them whole;
+  `salvage_truncated` keeps every complete event, as players do.
 """
 
 from __future__ import annotations
@@ -117,3 +119,77 @@ def _with_note_offs(track, closing: list[tuple[int, int, int]]):
         last = at
     rebuilt.append(mido.MetaMessage("end_of_track", time=0))
     return rebuilt
+
+
+def salvage_truncated(data: bytes) -> bytes | None:
+    """The file cut after its last complete event, as players play it: each track's length
+    fixed and its end-of-track added; None when not one event is left.
+
+    Files cut short (a broken download, a full disk) or whose last track claims more bytes
+    than it has were skipped whole as "corrupt MIDI: truncated"."""
+    if data[:4] != b"MThd" or len(data) < 14:
+        return None
+    pos, tracks = 8 + int.from_bytes(data[4:8], "big"), []
+    while pos + 8 <= len(data):
+        chunk_id, length = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "big")
+        body = data[pos + 8:pos + 8 + length]
+        pos += 8 + length
+        if chunk_id == b"MTrk":
+            end = _complete_events_end(body)
+            if end:
+                ended = body[:end].endswith(_END_OF_TRACK[1:])
+                tracks.append(body[:end] + (b"" if ended else _END_OF_TRACK))
+    if not tracks:
+        return None
+    fmt = min(int.from_bytes(data[8:10], "big"), 2) if len(tracks) > 1 else 0
+    header = b"MThd" + (6).to_bytes(4, "big") + fmt.to_bytes(2, "big") + len(
+        tracks).to_bytes(2, "big") + data[12:14]
+    return header + b"".join(b"MTrk" + len(t).to_bytes(4, "big") + t for t in tracks)
+
+
+_END_OF_TRACK = b"\x00\xff\x2f\x00"
+_DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
+
+
+def _read_vlq(body: bytes, i: int) -> tuple[int, int]:
+    value = 0
+    while True:
+        byte = body[i]  # IndexError when cut inside the number
+        i += 1
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return value, i
+
+
+def _complete_events_end(body: bytes) -> int:
+    """Where the last complete event of a track's bytes ends (just after its end-of-track,
+    if it has one); 0 when not one event is complete."""
+    i = done = status = 0
+    try:
+        while i < len(body):
+            _, i = _read_vlq(body, i)  # delta time
+            byte = body[i]
+            if byte == 0xFF:  # meta event: type, length, data
+                kind = body[i + 1]
+                length, i = _read_vlq(body, i + 2)
+                i += length
+                if i <= len(body):
+                    done = i
+                if kind == 0x2F:
+                    break
+                continue
+            if byte in (0xF0, 0xF7):  # sysex: length, data
+                length, i = _read_vlq(body, i + 1)
+                i += length
+            elif byte & 0x80 and byte < 0xF0:  # a channel event with its status
+                status, i = byte, i + 1
+                i += _DATA_BYTES[status & 0xF0]
+            elif status and not byte & 0x80:  # running status
+                i += _DATA_BYTES[status & 0xF0]
+            else:
+                break  # system bytes or data without status: damaged from here
+            if i <= len(body):
+                done = i
+    except IndexError:
+        pass
+    return done

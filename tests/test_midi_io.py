@@ -232,6 +232,34 @@ def test_smpte_time_division_is_read_in_seconds(tmp_path, frames_per_s, ticks_pe
     assert read["end_s"].tolist() == pytest.approx([0.5, 1.0, 1.5, 2.0])
 
 
+def test_a_file_cut_short_keeps_what_it_has(tmp_path):
+    """Players play a truncated file up to the cut; it was skipped whole as corrupt."""
+    notes = read_score(sf.cut_short(tmp_path / "cut.mid"))[0].notes
+    assert notes["pitch"].tolist() == [60, 62, 64, 65]  # the last note lost its note-off
+    whole = read_score(sf.melody(tmp_path / "whole.mid"))[0].notes
+    assert notes.tolist() == whole[:4].tolist()
+
+
+def test_a_file_cut_inside_running_status_keeps_its_complete_notes(tmp_path):
+    body = (b"\x00\x90\x3c\x40" b"\x60\x3c\x00"  # C4 on, off (running status, velocity 0)
+            b"\x00\x3e\x40" b"\x60\x3e\x00"  # D4 on, off
+            b"\x00\x40\x40" b"\x60\x40")  # E4 on, then cut inside its note-off
+    data = (b"MThd" + bytes([0, 0, 0, 6, 0, 0, 0, 1, 0, 96]) + b"MTrk"
+            + (len(body) + 4).to_bytes(4, "big") + body)  # claims its end-of-track too
+    (tmp_path / "cut.mid").write_bytes(data)
+    notes = read_score(tmp_path / "cut.mid")[0].notes
+    assert notes["pitch"].tolist() == [60, 62]  # E4's note-off is lost, so is E4
+
+
+def test_a_track_longer_than_the_file_is_read(tmp_path):
+    path = sf.melody(tmp_path / "long_claim.mid")
+    data = bytearray(path.read_bytes())
+    last = data.rindex(b"MTrk")
+    data[last + 4:last + 8] = (10**6).to_bytes(4, "big")  # the last track claims 1 MB
+    path.write_bytes(bytes(data))
+    assert read_score(path)[0].notes["pitch"].tolist() == [60, 62, 64, 65, 67]
+
+
 def test_many_notes(tmp_path):
     notes = read_score(sf.many_notes(tmp_path / "huge.mid"))[0].notes
     assert len(notes) == 200_000
