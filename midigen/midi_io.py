@@ -1,4 +1,4 @@
-"""Files <-> notes: with score_io, the only modules that touch symusic, verovio and music21.
+"""Files <-> notes: with score_io and midi_repair, the only modules that touch symusic, verovio, music21.
 
 MIDI is read with symusic (a C++ reader, ~100x faster than pretty_midi) because corpora hold
 tens of thousands of files. MusicXML, kern and ABC are rendered to MIDI bytes by score_io
@@ -123,47 +123,11 @@ def _strip_rmid(data: bytes) -> bytes:
     return data
 
 
-_SYMUSIC_REASONS = (
-    ("less than 14", "truncated"),
-    ("Invalid chunk length", "truncated"),
-    ("Unexpected EOF", "truncated"),
-    ("not MThd", "bad header"),
-    ("first chunk length", "bad header"),
-    ("status", "bad event byte"),
-    ("Get ", "value out of range"),
-)
-
-
-def _short_reason(message: str) -> str:
-    """symusic's message reduced to a few words without numbers, so reasons group."""
-    for needle, reason in _SYMUSIC_REASONS:
-        if needle in message:
-            return reason
-    message = message.replace("MiniMidi: ", "").replace(": iostream error", "")
-    return re.sub(r"\d+", "N", message)[:60]
-
-
 def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> Piece:
     """One Piece from standard MIDI file bytes (see the module docstring for the rules)."""
     if len(data) > MAX_MIDI_MB * 1024 * 1024:
         raise MidigenError(f"too large for a MIDI file (> {MAX_MIDI_MB} MB)")
-    ticks_per_s = midi_repair.smpte_ticks_per_s(data)
-    if ticks_per_s:  # symusic refuses SMPTE time; its ticks are timed as seconds below
-        data = midi_repair.with_tick_division(data, 480)
-    try:
-        score = _parse_midi(data)
-    except MidigenError as error:  # a file cut short: play what is there, as players do
-        salvaged = midi_repair.salvage_truncated(data) if "truncated" in str(error) else None
-        if salvaged is None:
-            raise
-        try:
-            score = _parse_midi(salvaged)
-        except MidigenError:
-            raise error from None
-        data = salvaged
-    if any(len(track.notes) == 0 for track in score.tracks):  # note-ons never released
-        repaired = midi_repair.close_hanging_notes(data)
-        score = _parse_midi(repaired) if repaired else score
+    score, ticks_per_s = midi_repair.parse_midi(data)
     if len(score.tracks) > MAX_TRACKS:
         raise MidigenError(f"too many tracks (> {MAX_TRACKS:,})")
     # Parsed, the file costs ~4x its bytes; everything after costs ~300 bytes per note/event.
@@ -224,13 +188,6 @@ def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> P
         meta["key_signature"] = (int(keys["key"][first]), bool(keys["tonality"][first]))
     return Piece(name=name, notes=sort_notes(notes), tempo_bpm=first_bpm,
                  time_signature=time_signature, meta=meta)
-
-
-def _parse_midi(data: bytes) -> symusic.Score:
-    try:
-        return symusic.Score.from_midi(data)
-    except Exception as e:  # noqa: BLE001 - symusic raises RuntimeError with C++ text
-        raise MidigenError(f"corrupt MIDI: {_short_reason(str(e))}") from None
 
 
 def _tempo_map(tempos: dict, tpq: int):

@@ -19,10 +19,69 @@ Three kinds of valid (or common) files lost music silently or were refused:
 from __future__ import annotations
 
 import io
+import re
 from collections import defaultdict, deque
+
+import symusic
+
+from midigen.errors import MidigenError
 
 MAX_REPAIR_BYTES = 4 * 2**20  # mido parses in Python (~1 s a MB): larger files stay as read
 DRUM_CHANNEL = 9
+
+
+def parse_midi(data: bytes) -> tuple[symusic.Score, float | None]:
+    """symusic's Score of standard MIDI file bytes, repaired where needed (see above), and
+    the ticks per second of an SMPTE file (None: time by its tempo map). MidigenError with
+    a short reason ("corrupt MIDI: truncated") when nothing can be read."""
+    ticks_per_s = smpte_ticks_per_s(data)
+    if ticks_per_s:  # symusic refuses SMPTE time; the caller times its ticks as seconds
+        data = with_tick_division(data, 480)
+    salvaged = None
+    try:
+        score = _parse(data)
+    except MidigenError as error:  # a file cut short: play what is there, as players do
+        salvaged = salvage_truncated(data) if "truncated" in str(error) else None
+        if salvaged is None:
+            raise
+        try:
+            score = _parse(salvaged)
+        except MidigenError:
+            raise error from None
+        data, truncated = salvaged, error
+    if any(len(track.notes) == 0 for track in score.tracks):  # note-ons never released
+        repaired = close_hanging_notes(data)
+        score = _parse(repaired) if repaired else score
+    if salvaged is not None and not any(len(track.notes) for track in score.tracks):
+        raise truncated  # cut before its first note: "truncated" says more than "no notes"
+    return score, ticks_per_s
+
+
+def _parse(data: bytes) -> symusic.Score:
+    try:
+        return symusic.Score.from_midi(data)
+    except Exception as e:  # noqa: BLE001 - symusic raises RuntimeError with C++ text
+        raise MidigenError(f"corrupt MIDI: {_short_reason(str(e))}") from None
+
+
+_SYMUSIC_REASONS = (
+    ("less than 14", "truncated"),
+    ("Invalid chunk length", "truncated"),
+    ("Unexpected EOF", "truncated"),
+    ("not MThd", "bad header"),
+    ("first chunk length", "bad header"),
+    ("status", "bad event byte"),
+    ("Get ", "value out of range"),
+)
+
+
+def _short_reason(message: str) -> str:
+    """symusic's message reduced to a few words without numbers, so reasons group."""
+    for needle, reason in _SYMUSIC_REASONS:
+        if needle in message:
+            return reason
+    message = message.replace("MiniMidi: ", "").replace(": iostream error", "")
+    return re.sub(r"\d+", "N", message)[:60]
 
 
 def smpte_ticks_per_s(data: bytes) -> float | None:
