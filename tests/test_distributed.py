@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -83,13 +84,21 @@ def test_gpus_option_becomes_a_torchrun_command():
 
 
 def test_under_torchrun_a_forwarded_repeat_of_the_signal_is_the_same_stop(monkeypatch):
-    from midigen.stopping import StopOnSignals
+    from midigen import stopping
 
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
-    with StopOnSignals() as stop:
+    # A fake clock: on a busy machine a full garbage collection (~1 s) between the two kills
+    # would otherwise stretch "a moment later" past REPEAT_S.
+    now = [1000.0]
+    monkeypatch.setattr(stopping, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    with stopping.StopOnSignals() as stop:
         os.kill(os.getpid(), signal.SIGINT)  # from the terminal
+        now[0] += 0.01
         os.kill(os.getpid(), signal.SIGINT)  # forwarded by the agent a moment later
         assert stop.signum == signal.SIGINT  # asked to stop, not interrupted
+        now[0] += stopping.StopOnSignals.REPEAT_S
+        with pytest.raises(stopping.Stopped):
+            os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C, later: the user means it
 
 
 def _max_difference(a, b) -> float:
