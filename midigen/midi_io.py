@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from midigen import midi_repair, score_io
+from midigen import midi_channels, midi_repair, score_io
 from midigen.builtin_chorales import builtin_chorale_names, write_builtin_chorale  # noqa: F401  (re-exported)
 from midigen.errors import MidigenError
 from midigen.events import NOTE_DTYPE, Piece, sort_notes
@@ -280,7 +280,8 @@ def read_midi_notes(path: str | os.PathLike) -> np.ndarray:
 
 def write_midi(notes: np.ndarray, path: str | os.PathLike, tempo_bpm: float = 120.0,
                ticks_per_quarter: int = 480) -> None:
-    """A type-1 MIDI file: one track per instrument, GM program changes, drums on channel 10.
+    """A type-1 MIDI file: one track per instrument, GM program changes, drums on channel 10
+    (past 15 pitched instruments, channels are shared over time: midigen.midi_channels).
 
     Times are seconds; they land on a grid of `ticks_per_quarter` at `tempo_bpm`. Every note
     lasts at least one tick so no reader drops it. Written whole or not at all (midigen.fileio).
@@ -298,6 +299,13 @@ def write_midi(notes: np.ndarray, path: str | os.PathLike, tempo_bpm: float = 12
         velocity = np.clip(notes["velocity"], 1, 127)
         program = np.where(notes["is_drum"], 0, np.clip(notes["program"], 0, 127))
         keys = sorted({(bool(d), int(p)) for d, p in zip(notes["is_drum"], program)})
+        if sum(not drum for drum, _ in keys) > len(midi_channels.PITCHED_CHANNELS):
+            data = midi_channels.shared_channels_midi(
+                start, start + duration, pitch, velocity, program, notes["is_drum"],
+                tempo_bpm, ticks_per_quarter)
+            with atomic_write(path) as f:
+                f.write(data)
+            return
         for is_drum, prog in keys:
             sel = (notes["is_drum"] == is_drum) & (program == prog)
             order = np.lexsort((pitch[sel], start[sel]))

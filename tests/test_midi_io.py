@@ -304,3 +304,37 @@ def test_unsupported_suffix_and_missing_file(tmp_path):
         read_score(other)
     with pytest.raises(MidigenError, match="cannot open"):
         read_score(tmp_path / "missing.mid")
+
+
+def _programs_heard(path) -> list[tuple[float, int, int]]:
+    """(time, key, program) of every note as a player hears it: each channel plays with the
+    last program change it received."""
+    import mido
+
+    heard, current, now = [], {}, 0.0
+    for message in mido.MidiFile(str(path)):  # merged in time order, times in seconds
+        now += message.time
+        if message.type == "program_change":
+            current[message.channel] = message.program
+        elif message.type == "note_on" and message.velocity and message.channel != 9:
+            heard.append((round(now, 3), message.note, current.get(message.channel, 0)))
+    return sorted(heard)
+
+
+def test_more_than_15_instruments_each_sound_as_themselves(tmp_path):
+    """symusic gave the 16th pitched instrument the first one's channel: players played one
+    of them with the other's sound."""
+    notes = notes_to_array([Note(40 + k, 80, 0.1 * k, 3.0, program=4 * k) for k in range(20)]
+                           + [Note(60 + k % 3, 80, 3.0 + 0.2 * k, 3.1 + 0.2 * k, program=k)
+                              for k in range(30)]
+                           + [Note(36, 100, 0.0, 0.1, is_drum=True)])
+    write_midi(notes, tmp_path / "orchestra.mid")
+    pitched = notes[~notes["is_drum"]]
+    written = sorted((round(float(s), 3), int(p), int(g))
+                     for s, p, g in zip(pitched["start_s"], pitched["pitch"], pitched["program"]))
+    assert _programs_heard(tmp_path / "orchestra.mid") == written
+    back = read_score(tmp_path / "orchestra.mid")[0].notes  # and midigen reads it back
+    assert sorted(zip(back["start_s"].round(3).tolist(), back["pitch"].tolist(),
+                      back["program"].tolist(), back["is_drum"].tolist())) == sorted(
+        zip(notes["start_s"].round(3).tolist(), notes["pitch"].tolist(),
+            notes["program"].tolist(), notes["is_drum"].tolist()))
