@@ -6,7 +6,7 @@ both program changes land on that channel at tick 0, so in any player one of the
 instruments played with the other's sound. A sampled piece or an orchestral score can hold
 more than 15 instruments, so past that the channels are shared over time: a note goes to the
 channel already set to its program, else to a free channel (the longest unused), else to the
-one free soonest, with a program change just before it. A program change does not alter
+one free soonest (of those, the longest unused), with a program change just before it. A program change does not alter
 notes already sounding, so only notes that overlap on one channel in one key can clash.
 """
 
@@ -34,8 +34,8 @@ def assign_channels(start: np.ndarray, end: np.ndarray,
         slot = next((c for c in range(count) if channel_program[c] == prog), None)
         if slot is None:
             free = [c for c in range(count) if busy_until[c] <= tick]
-            slot = (min(free, key=last_used.__getitem__) if free
-                    else min(range(count), key=busy_until.__getitem__))
+            slot = min(free, key=last_used.__getitem__) if free else min(
+                range(count), key=lambda c: (busy_until[c], last_used[c]))
             channel_program[slot] = prog
             changes.append((tick, PITCHED_CHANNELS[slot], prog))
         busy_until[slot] = max(busy_until[slot], int(end[i]))
