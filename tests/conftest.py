@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import signal
 from pathlib import Path
 
 # Idle OpenMP threads must not spin: with two test workers on two cores, spinning threads
@@ -12,6 +13,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
+
+# The tests press Ctrl-C as a terminal would. A suite started in the background (`cmd &` in a
+# script, nohup) inherits SIGINT ignored, and so would every midigen it starts, which then
+# rightly keeps ignoring it: a handler here (reset to the default in children) undoes that.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 
@@ -22,6 +29,23 @@ def shared_corpora() -> Path:
     if not SHARED_CORPORA.is_dir():
         pytest.skip(f"real corpora not found at {SHARED_CORPORA} (../shared/corpora beside the checkout)")
     return SHARED_CORPORA
+
+
+@pytest.fixture
+def started():
+    """`started(Popen(...))` keeps the process, and kills it if the test ends with it still
+    running: a failed assertion must not leave a training run going on with no parent."""
+    processes = []
+
+    def keep(proc):
+        processes.append(proc)
+        return proc
+
+    yield keep
+    for proc in processes:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(autouse=True)

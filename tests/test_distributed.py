@@ -162,15 +162,15 @@ def _wait_for(predicate, proc, what: str, seconds: float = 120) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_stops_both_ranks_with_one_last_pt_and_it_resumes_in_one_process(tmp_path):
+def test_sigterm_stops_both_ranks_with_one_last_pt_and_it_resumes_in_one_process(tmp_path, started):
     from test_learn_cli import TINY, write_corpus
 
     corpus, run = write_corpus(tmp_path / "corpus"), tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "midigen", "train", str(corpus), *TINY, "--steps", "300",
                "--eval-every", "50", "--run-dir", str(run)]
-    proc = subprocess.Popen([*command, "--nproc", "2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    proc = started(subprocess.Popen([*command, "--nproc", "2"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path))
     metrics = run / "metrics.jsonl"
     _wait_for(lambda: metrics.exists() and metrics.read_text(), proc, "training never started")
     proc.send_signal(signal.SIGTERM)  # to the launcher (torchrun's agent), as a scheduler would

@@ -124,13 +124,13 @@ def test_bad_options_and_bad_checkpoints_are_one_line_errors(corpus, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("midigen") is None, reason="the midigen command is not installed")
-def test_ctrl_c_saves_last_and_exits_130_then_resume_continues(corpus, tmp_path):
+def test_ctrl_c_saves_last_and_exits_130_then_resume_continues(corpus, tmp_path, started):
     run = tmp_path / "run"
     env = {**os.environ, "MIDIGEN_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.Popen(
+    proc = started(subprocess.Popen(
         ["midigen", "train", str(corpus), *TINY, "--steps", "1000000", "--eval-every", "5",
          "--run-dir", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env, cwd=tmp_path)
+        env=env, cwd=tmp_path))
     deadline = time.monotonic() + 120
     while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text():
         assert proc.poll() is None, proc.communicate()
@@ -147,9 +147,9 @@ def test_ctrl_c_saves_last_and_exits_130_then_resume_continues(corpus, tmp_path)
     assert "Traceback" not in stderr
 
     # The same command line, as a subprocess, resumes (and a second Ctrl-C stops it again).
-    proc = subprocess.Popen([sys.executable, "-m", "midigen", "train", "--resume", str(run),
-                             "--device", "cpu"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    proc = started(subprocess.Popen([sys.executable, "-m", "midigen", "train", "--resume",
+                                     str(run), "--device", "cpu"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path))
     time.sleep(0.5)
     while load_checkpoint(run / "last.pt").step == stopped.step and proc.poll() is None:
         time.sleep(0.3)

@@ -74,9 +74,9 @@ def slow_scores(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
                          ids=["TERM", "INT", "KILL"])
-def test_stopping_corpus_leaves_no_workers(slow_scores, tmp_path, signum):
-    proc = start(["corpus", str(slow_scores), "--jobs", "2", "--json"], tmp_path,
-                 MIDIGEN_SCORE_READERS="music21")
+def test_stopping_corpus_leaves_no_workers(slow_scores, tmp_path, signum, started):
+    proc = started(start(["corpus", str(slow_scores), "--jobs", "2", "--json"], tmp_path,
+                         MIDIGEN_SCORE_READERS="music21"))
     deadline = time.monotonic() + 60
     while len(workers := children_of(proc.pid)) < 2:
         assert proc.poll() is None, proc.communicate()
@@ -98,7 +98,7 @@ def test_stopping_corpus_leaves_no_workers(slow_scores, tmp_path, signum):
     assert not alive(workers), f"workers {alive(workers)} outlived their parent"
 
 
-def test_sigterm_stops_train_like_ctrl_c(tmp_path):
+def test_sigterm_stops_train_like_ctrl_c(tmp_path, started):
     from midigen.checkpoint import load_checkpoint
 
     corpus = tmp_path / "corpus"
@@ -107,8 +107,8 @@ def test_sigterm_stops_train_like_ctrl_c(tmp_path):
         notes = [Note(root + [0, 2, 4, 5][i % 4], 90, i * 0.25, i * 0.25 + 0.25) for i in range(32)]
         write_midi(notes_to_array(notes), corpus / f"tune{k}.mid")
     run = tmp_path / "run"
-    proc = start(["train", str(corpus), *TINY, "--steps", "1000000", "--eval-every", "1000",
-                  "--run-dir", str(run)], tmp_path)
+    proc = started(start(["train", str(corpus), *TINY, "--steps", "1000000",
+                          "--eval-every", "1000", "--run-dir", str(run)], tmp_path))
     deadline = time.monotonic() + 120
     while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text():
         assert proc.poll() is None, proc.communicate()
