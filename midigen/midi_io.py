@@ -14,7 +14,8 @@ ends up with identical semantics:
   its note (drum machines often write the note-off at the note-on's tick), so a zero-length
   drum note is kept, one tick long;
 - drums are the notes on MIDI channel 10; their program is stored as 0;
-- SMPTE time, notes never released and files cut short are handled by midigen.midi_repair.
+- SMPTE time, notes never released, files cut short and program changes set in another
+  track (a setup track) are handled by midigen.midi_repair.
 
 Every failure is a MidigenError whose message is a short reason ("empty file", "no notes",
 "corrupt MIDI: truncated") so that a corpus summary can group files by it.

@@ -14,6 +14,8 @@ Three kinds of valid (or common) files lost music silently or were refused:
   single unreleased note would mean parsing every file twice).
 - Files cut short, or whose track length runs past the end: symusic refused them whole;
   `salvage_truncated` keeps every complete event, as players do.
+- Program changes in one track for the notes of another (a setup track): symusic applies
+  them to their own track only, so the notes came out as piano; midigen.midi_programs.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections import defaultdict, deque
 
 import symusic
 
+from midigen import midi_programs
 from midigen.errors import MidigenError
 
 MAX_REPAIR_BYTES = 4 * 2**20  # mido parses in Python (~1 s a MB): larger files stay as read
@@ -52,6 +55,9 @@ def parse_midi(data: bytes) -> tuple[symusic.Score, float | None]:
     if any(len(track.notes) == 0 for track in score.tracks):  # note-ons never released
         repaired = close_hanging_notes(data)
         score = _parse(repaired) if repaired else score
+    if midi_programs.may_need_shared_programs(score, data):  # programs set in another track
+        shared = midi_programs.share_programs(data)
+        score = _parse(shared) if shared else score
     if salvaged is not None and not any(len(track.notes) for track in score.tracks):
         raise truncated  # cut before its first note: "truncated" says more than "no notes"
     return score, ticks_per_s

@@ -338,3 +338,38 @@ def test_more_than_15_instruments_each_sound_as_themselves(tmp_path):
                       back["program"].tolist(), back["is_drum"].tolist())) == sorted(
         zip(notes["start_s"].round(3).tolist(), notes["pitch"].tolist(),
             notes["program"].tolist(), notes["is_drum"].tolist()))
+
+
+def test_program_changes_in_a_setup_track_apply_to_the_other_tracks(tmp_path):
+    """Older GM files set every channel's program in one track and play the notes in others;
+    players apply a program change to its channel whatever track holds it, symusic only to
+    its own track, so these notes were read as piano."""
+    import mido
+
+    setup = [sf.program(40, 1), sf.program(73, 2), sf.cc(7, 100, channel=1),
+             mido.Message("program_change", channel=1, program=41, time=960)]
+    band = [sf.on(60, channel=1), sf.on(64, channel=2), sf.off(60, 480, channel=1),
+            sf.off(64, channel=2), sf.on(62, 480, channel=1), sf.off(62, 480, channel=1)]
+    drums = [sf.on(36, channel=9), sf.off(36, 240, channel=9)]
+    path = sf.write_mido(tmp_path / "setup.mid", [setup, band, drums])
+    notes = read_score(path)[0].notes
+    pitched = notes[~notes["is_drum"]]
+    got = sorted(zip(pitched["start_s"].round(3).tolist(), pitched["pitch"].tolist(),
+                     pitched["program"].tolist()))
+    assert got == [(0.0, 60, 40), (0.0, 64, 73), (1.0, 62, 41)]  # 41 from its time on
+    assert got == _programs_heard(path)
+    assert notes[notes["is_drum"]]["program"].tolist() == [0]
+
+
+def test_shared_program_changes_keep_the_running_status_of_the_notes(tmp_path):
+    """A program change inserted among notes written with running status must not take
+    over the status of the notes after it."""
+    setup = b"\x00\xc0\x28" b"\x60\xc0\x29" b"\x00\xff\x2f\x00"  # ch 1: 40, then 41 at 96
+    body = (b"\x00\x90\x3c\x40" b"\x60\x3c\x00"  # C4 on, off at 96 (running status)
+            b"\x00\x3e\x40" b"\x60\x3e\x00" b"\x00\xff\x2f\x00")  # D4 at 96 .. 192
+    data = b"MThd" + bytes([0, 0, 0, 6, 0, 1, 0, 2, 0, 96]) + b"".join(
+        b"MTrk" + len(t).to_bytes(4, "big") + t for t in (setup, body))
+    (tmp_path / "running.mid").write_bytes(data)
+    notes = read_score(tmp_path / "running.mid")[0].notes
+    assert list(zip(notes["pitch"].tolist(), notes["program"].tolist(),
+                    notes["end_s"].tolist())) == [(60, 40, 0.5), (62, 41, 1.0)]
