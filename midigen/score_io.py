@@ -78,16 +78,15 @@ def decode_text(data: bytes) -> str:
 
 
 def _text_size_mb(data: bytes, kind: str) -> float:
-    """Megabytes of score text (characters: UTF-16 takes two bytes for each)."""
+    """Megabytes of score text (characters: UTF-16 takes two bytes for each); of an .mxl,
+    the score its container names (part files stored beside it are not read)."""
     if kind == "mxl":
         try:
-            total = 0.0
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                for info in archive.infolist():
-                    with archive.open(info) as member:
-                        wide = member.read(2) in _UTF16_BOMS
-                    total += info.file_size / (2 if wide else 1)
-            return total / 2**20
+                info = archive.getinfo(_mxl_score_name(archive))
+                with archive.open(info) as member:
+                    wide = member.read(2) in _UTF16_BOMS
+            return info.file_size / (2 if wide else 1) / 2**20
         except Exception:  # noqa: BLE001 - damaged archives raise many kinds; verovio decides
             return len(data) / 2**20
     return len(data) / (2 if data[:2] in _UTF16_BOMS else 1) / 2**20
@@ -97,28 +96,34 @@ _ROOTFILE = re.compile(rb"""<rootfile\b[^>]*?full-path\s*=\s*["']([^"']+)["']"""
 
 
 def mxl_score_text(data: bytes) -> str:
-    """The MusicXML text inside a compressed .mxl archive: the file its container names
-    (else the first .xml / .musicxml outside META-INF), decoded from UTF-8 or UTF-16.
+    """The MusicXML text inside a compressed .mxl archive (see _mxl_score_name), decoded
+    from UTF-8 or UTF-16.
 
     Read here rather than by verovio's zip loader, which cannot read the UTF-16 scores that
     Finale and Dolet write (five Beethoven quartets in music21's corpus were skipped)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = archive.namelist()
-            container = archive.read("META-INF/container.xml") if (
-                "META-INF/container.xml" in names) else b""
-            rootfiles = [m.decode("utf-8", "replace") for m in _ROOTFILE.findall(container)]
-            scores = [n for n in rootfiles if n in names] or [
-                n for n in names if not n.startswith("META-INF/")
-                and n.lower().endswith((".xml", ".musicxml"))]
-            if not scores:
-                raise MidigenError("unreadable MusicXML (no score in the .mxl archive)")
-            return decode_text(archive.read(scores[0]))
+            return decode_text(archive.read(_mxl_score_name(archive)))
     except MidigenError:
         raise
     except Exception as e:  # noqa: BLE001 - zip, zlib, encryption and I/O errors alike
         raise MidigenError(f"unreadable MusicXML (damaged .mxl archive: {type(e).__name__})"
                            ) from None
+
+
+def _mxl_score_name(archive: zipfile.ZipFile) -> str:
+    """The score's name in an .mxl archive: the file its container names, else the first
+    .xml / .musicxml outside META-INF (some archives also hold each part as a file)."""
+    names = archive.namelist()
+    container = archive.read("META-INF/container.xml") if (
+        "META-INF/container.xml" in names) else b""
+    rootfiles = [m.decode("utf-8", "replace") for m in _ROOTFILE.findall(container)]
+    scores = [n for n in rootfiles if n in names] or [
+        n for n in names if not n.startswith("META-INF/")
+        and n.lower().endswith((".xml", ".musicxml"))]
+    if not scores:
+        raise MidigenError("unreadable MusicXML (no score in the .mxl archive)")
+    return scores[0]
 
 
 # --------------------------------------------------------------------------- verovio

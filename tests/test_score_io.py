@@ -70,6 +70,17 @@ def test_mxl_reads_the_score_its_container_names(tmp_path, fast_only):
     assert read_score(path)[0].notes["pitch"].tolist() == [60, 64]
 
 
+def test_mxl_part_files_beside_the_score_do_not_count_toward_the_size_bound(tmp_path, fast_only,
+                                                                          monkeypatch):
+    """Finale's .mxl also stores each part as a file; counting them sent a 4.9 MB Beethoven
+    quartet (9.8 MB with its parts) to music21, 130 s instead of 6 s, so it timed out."""
+    score = sf.musicxml_text()
+    parts = {f"p{k}.musicxml": score + "<!--" + "x" * 3 * len(score) + "-->" for k in range(4)}
+    path = tmp_path / "parts.mxl"
+    path.write_bytes(sf.mxl_bytes(score, member="score.musicxml", others=parts))
+    monkeypatch.setattr(score_io, "FAST_READER_MAX_MB", 2 * len(score.encode()) / 2**20)
+    assert read_score(path)[0].meta["reader"] == "verovio"
+
 def test_mxl_without_a_score_is_one_clear_reason(tmp_path, monkeypatch):
     monkeypatch.setenv(score_io.READERS_ENV, "verovio")
     path = tmp_path / "empty.mxl"
