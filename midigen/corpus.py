@@ -35,7 +35,7 @@ from midigen.listing import (
 )
 from midigen.paths import builtin_corpus_dir, cache_dir
 from midigen.piece_table import FileTable, PieceTable
-from midigen.reading import Progress, read_files, worker_pool
+from midigen.reading import Progress, file_timeout_s, read_files, timed_out_limit, worker_pool
 from midigen.token_store import StoreDamaged, TokenStore
 from midigen.tokenizer import DRUM_KEY, TokenizerConfig, vocabulary
 
@@ -165,8 +165,9 @@ def _update_store(store: TokenStore, folder: Path, listing: Listing, config: Tok
     gone = set(stale) | set(removed)
     damaged = sorted(store.check(pieces) - gone)
     store.forget(removed)
-    stale = sorted(stale + damaged)
-    gone.update(damaged)
+    retry = sorted(set(_timed_out_under(files, file_timeout_s())) - gone)
+    stale = sorted(stale + damaged + retry)
+    gone.update(damaged + retry)
 
     total, new_files, new_pieces = len(stale), [], []
     for start in range(0, total, READ_BATCH_FILES):
@@ -192,6 +193,14 @@ def _update_store(store: TokenStore, folder: Path, listing: Listing, config: Tok
                            "run the command again")
     extra = set(files.rel.tolist()) - set(rels)
     return files.without(extra), pieces.without(extra), total
+
+
+def _timed_out_under(files: FileTable, limit_s: int) -> list[str]:
+    """Files skipped for taking longer than a limit below `limit_s`: read again now that
+    more time is allowed (not under the same limit: each would cost that long every run)."""
+    skipped = np.flatnonzero(files.status == "skipped")
+    return [files.rel[i] for i in skipped
+            if (limit := timed_out_limit(files.reason[i])) is not None and limit < limit_s]
 
 
 def summarize(folder: Path, files: FileTable, pieces: PieceTable) -> dict:

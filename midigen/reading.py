@@ -7,8 +7,10 @@ in one place; corpus.py keeps the cache.
 from __future__ import annotations
 
 import ctypes
+import math
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import threading
@@ -26,7 +28,9 @@ from midigen.keys import piece_key
 from midigen.stopping import STOP_SIGNALS
 from midigen.tokenizer import TokenizerConfig, encode_notes
 
-FILE_TIMEOUT_S = 60  # a file that takes longer is skipped as "timed out"
+FILE_TIMEOUT_S = 60  # a file that takes longer is skipped as "timed out"; TIMEOUT_ENV: more
+TIMEOUT_ENV = "MIDIGEN_FILE_TIMEOUT"
+_TIMED_OUT = re.compile(r"timed out \(> (\d+) s")
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 WORKER_MEMORY_MIN, WORKER_MEMORY_MAX = 512 * 2**20, 4 * 2**30
 
@@ -63,6 +67,31 @@ def read_file_tokens(path: str, config: TokenizerConfig) -> dict:
         return {"status": "skipped", "reason": f"reader error ({type(e).__name__})"}
 
 
+def file_timeout_s() -> int:
+    """Seconds one file may take to read: $MIDIGEN_FILE_TIMEOUT, else FILE_TIMEOUT_S. Huge
+    orchestral scores can take music21 minutes on a slow machine."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return FILE_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 1 <= seconds < 10**6:
+        raise MidigenError(f"${TIMEOUT_ENV} must be seconds between 1 and 999999, not {text!r}")
+    return math.ceil(seconds)
+
+
+def timed_out_reason(seconds: int) -> str:
+    return f"timed out (> {seconds} s; ${TIMEOUT_ENV}=SECONDS allows more)"
+
+
+def timed_out_limit(reason: str | None) -> int | None:
+    """The limit a file was skipped under, if it was skipped for taking too long."""
+    found = _TIMED_OUT.match(reason or "")
+    return int(found.group(1)) if found else None
+
+
 class _Timeout(BaseException):
     """Not an Exception: the readers' `except Exception` must not turn it into a reason
     such as "unreadable MusicXML (_Timeout)" and go on to the next, unlimited, reader."""
@@ -72,9 +101,12 @@ def _on_alarm(signum, frame):
     raise _Timeout
 
 
-def _read_chunk(paths: list[str], config_dict: dict, score_readers: str = "") -> list[dict]:
-    """Worker entry: read a chunk of files, each under a time limit where signals allow.
-    `score_readers` overrides $MIDIGEN_SCORE_READERS in this (worker) process."""
+def _read_chunk(paths: list[str], config_dict: dict, score_readers: str = "",
+                timeout_s: int | None = None) -> list[dict]:
+    """Worker entry: read a chunk of files, each under a time limit where signals allow
+    (default file_timeout_s()). `score_readers` overrides $MIDIGEN_SCORE_READERS in this
+    (worker) process."""
+    timeout_s = timeout_s or file_timeout_s()
     if score_readers:
         os.environ[score_io.READERS_ENV] = score_readers
     config = TokenizerConfig.from_dict(config_dict)
@@ -86,11 +118,11 @@ def _read_chunk(paths: list[str], config_dict: dict, score_readers: str = "") ->
             results.append(read_file_tokens(path, config))
             continue
         previous = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.alarm(FILE_TIMEOUT_S)
+        signal.alarm(timeout_s)
         try:
             results.append(read_file_tokens(path, config))
         except _Timeout:
-            results.append({"status": "skipped", "reason": f"timed out (> {FILE_TIMEOUT_S} s)"})
+            results.append({"status": "skipped", "reason": timed_out_reason(timeout_s)})
         finally:
             signal.alarm(0)
             signal.signal(signal.SIGALRM, previous)
@@ -181,10 +213,10 @@ def read_files(paths: list[str], config: TokenizerConfig, jobs: int | None = Non
     jobs = max(1, jobs or os.cpu_count() or 1)
     total = len(paths)
     results: list[dict | None] = [None] * total
-    config_dict = config.to_dict()
+    config_dict, timeout_s = config.to_dict(), file_timeout_s()
     if jobs == 1 or total < 8:
         for i, path in enumerate(paths):
-            results[i] = _read_chunk([path], config_dict)[0]
+            results[i] = _read_chunk([path], config_dict, "", timeout_s)[0]
             if progress:
                 progress(i + 1, total)
         return results  # type: ignore[return-value]
@@ -194,7 +226,8 @@ def read_files(paths: list[str], config: TokenizerConfig, jobs: int | None = Non
     done = 0
     retry: list[int] = []
     with worker_pool(jobs) as pool:
-        futures = {pool.submit(_read_chunk, paths[s:s + chunk], config_dict): s for s in starts}
+        futures = {pool.submit(_read_chunk, paths[s:s + chunk], config_dict, "", timeout_s): s
+                   for s in starts}
         if progress:
             progress(0, total)
         pending = set(futures)
@@ -219,7 +252,7 @@ def read_files(paths: list[str], config: TokenizerConfig, jobs: int | None = Non
             with worker_pool(1) as pool:
                 try:
                     results[i] = pool.submit(_read_chunk, [paths[i]], config_dict,
-                                             score_readers).result()[0]
+                                             score_readers, timeout_s).result()[0]
                     break
                 except BrokenProcessPool:
                     pass

@@ -192,3 +192,55 @@ def test_round_trip_over_real_corpora(shared_corpora, corpus_dir, pattern, capsy
     assert quantized_matched == quantized
     assert unexplained == 0
     assert matched / notes > 0.9
+
+
+def test_a_file_that_timed_out_is_read_again_only_when_more_time_is_allowed(tmp_path,
+                                                                           monkeypatch):
+    """A huge score can take music21 minutes on a slow machine: $MIDIGEN_FILE_TIMEOUT gives it
+    more, and the store then reads it again; under the same limit it stays skipped (each
+    retry would cost the whole limit on every run)."""
+    from midigen import reading, score_io
+
+    monkeypatch.setenv("MIDIGEN_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    (folder / "big.musicxml").write_text(sf.musicxml_text())
+    sf.melody(folder / "tune.mid")
+    real_toolkit, loads = score_io._toolkit, []
+
+    class SlowToolkit:
+        def setInputFrom(self, kind):
+            pass
+
+        def loadData(self, text):
+            loads.append(text)
+            time.sleep(5)  # interruptible, as music21's Python is
+            return True
+
+    monkeypatch.setattr(score_io, "_toolkit", SlowToolkit)
+    monkeypatch.setattr(score_io, "_render_music21", lambda *a: time.sleep(5))
+    monkeypatch.setenv(reading.TIMEOUT_ENV, "1")
+    first = load_corpus(folder, CONFIG, jobs=1).summary
+    assert list(first["skipped_by_reason"]) == [reading.timed_out_reason(1)]
+    assert "MIDIGEN_FILE_TIMEOUT" in reading.timed_out_reason(1)
+
+    again = load_corpus(folder, CONFIG, jobs=1).summary  # same limit: not tried again
+    assert again["files_parsed"] == 0 and len(loads) == 1
+
+    monkeypatch.setattr(score_io, "_toolkit", real_toolkit)
+    monkeypatch.setenv(reading.TIMEOUT_ENV, "30")
+    more = load_corpus(folder, CONFIG, jobs=1).summary
+    assert more["files_parsed"] == 1 and more["files_skipped"] == 0 and more["pieces"] == 2
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "nan"])
+def test_a_bad_file_timeout_is_one_clear_error(tmp_path, monkeypatch, value):
+    from midigen.errors import MidigenError
+    from midigen.reading import TIMEOUT_ENV
+
+    monkeypatch.setenv("MIDIGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(TIMEOUT_ENV, value)
+    (tmp_path / "songs").mkdir()
+    sf.melody(tmp_path / "songs" / "tune.mid")
+    with pytest.raises(MidigenError, match=TIMEOUT_ENV):
+        load_corpus(tmp_path / "songs", CONFIG, jobs=1)

@@ -229,4 +229,4 @@ def test_a_slow_score_is_timed_out_not_called_unreadable(tmp_path, monkeypatch):
     monkeypatch.setattr(reading, "FILE_TIMEOUT_S", 1)
     path = _musicxml(tmp_path)
     result = reading._read_chunk([str(path)], TokenizerConfig().to_dict())[0]
-    assert result == {"status": "skipped", "reason": "timed out (> 1 s)"}
+    assert result == {"status": "skipped", "reason": reading.timed_out_reason(1)}
