@@ -54,7 +54,8 @@ def parse_midi(data: bytes) -> tuple[symusic.Score, float | None]:
         data, truncated = salvaged, error
     if any(len(track.notes) == 0 for track in score.tracks):  # note-ons never released
         repaired = close_hanging_notes(data)
-        score = _parse(repaired) if repaired else score
+        if repaired:
+            data, score = repaired, _parse(repaired)
     if midi_programs.may_need_shared_programs(score, data):  # programs set in another track
         shared = midi_programs.share_programs(data)
         score = _parse(shared) if shared else score

@@ -373,3 +373,14 @@ def test_shared_program_changes_keep_the_running_status_of_the_notes(tmp_path):
     notes = read_score(tmp_path / "running.mid")[0].notes
     assert list(zip(notes["pitch"].tolist(), notes["program"].tolist(),
                     notes["end_s"].tolist())) == [(60, 40, 0.5), (62, 41, 1.0)]
+
+
+def test_a_setup_track_and_drums_never_released_are_both_repaired(tmp_path):
+    """Both repairs at once: the program changes are copied into the repaired file, not
+    into the file as it was (whose drum notes symusic drops)."""
+    hits = [sf.on((36, 42)[k % 2], 0 if k == 0 else 240, channel=9) for k in range(4)]
+    bass = [sf.on(40, channel=1), sf.off(40, 960, channel=1)]
+    path = sf.write_mido(tmp_path / "machine.mid", [[sf.program(33, 1)], hits, bass])
+    notes = read_score(path)[0].notes
+    assert notes[notes["is_drum"]]["pitch"].tolist() == [36, 42, 36, 42]
+    assert notes[~notes["is_drum"]]["program"].tolist() == [33]
