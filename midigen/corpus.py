@@ -204,19 +204,15 @@ def _timed_out_under(files: FileTable, limit_s: int) -> list[str]:
 
 
 def summarize(folder: Path, files: FileTable, pieces: PieceTable) -> dict:
-    """Counts for the `midigen corpus` table: files, reasons for skips, notes, hours,
-    instruments, and which reader read how many files."""
-    skipped: dict[str, dict] = {}
+    """Counts for the `midigen corpus` table: files, reasons for skips and for files read
+    in part (a file's reason when it was read: 'cut short'), notes, hours, instruments, and
+    which reader read how many files."""
     ok = files.status == "ok"
     readers = Counter(files.reader[ok].tolist())
     if None in readers:  # read before the store recorded readers
         readers["unknown"] = readers.pop(None)
-    not_ok = ~ok
-    for rel, reason in zip(files.rel[not_ok].tolist(), files.reason[not_ok].tolist()):
-        group = skipped.setdefault(reason or "unknown", {"count": 0, "examples": []})
-        group["count"] += 1
-        if len(group["examples"]) < 3:
-            group["examples"].append(rel)
+    skipped = _by_reason(files.take(~ok))
+    in_part = _by_reason(files.take(ok & files.reason.astype(bool)))
     instruments: dict[str, int] = {}
     for programs, n in Counter(pieces.programs.tolist()).items():
         for p in (int(p) for p in programs.split(",") if p):
@@ -228,7 +224,9 @@ def summarize(folder: Path, files: FileTable, pieces: PieceTable) -> dict:
         "files_found": len(files),
         "files_read": len(files) - num_skipped,
         "files_skipped": num_skipped,
-        "skipped_by_reason": dict(sorted(skipped.items(), key=lambda kv: -kv[1]["count"])),
+        "skipped_by_reason": skipped,
+        "files_read_in_part": sum(g["count"] for g in in_part.values()),
+        "read_in_part_by_reason": in_part,
         "readers": dict(readers.most_common()),
         "pieces": len(pieces),
         "notes": int(pieces.num_notes.sum()),
@@ -236,6 +234,17 @@ def summarize(folder: Path, files: FileTable, pieces: PieceTable) -> dict:
         "hours": round(float(pieces.duration_s.sum()) / 3600, 3),
         "instruments": dict(sorted(instruments.items(), key=lambda kv: -kv[1])),
     }
+
+
+def _by_reason(files: FileTable) -> dict[str, dict]:
+    """{reason: {count, examples (the first three files)}}, the most frequent first."""
+    groups: dict[str, dict] = {}
+    for rel, reason in zip(files.rel.tolist(), files.reason.tolist()):
+        group = groups.setdefault(reason or "unknown", {"count": 0, "examples": []})
+        group["count"] += 1
+        if len(group["examples"]) < 3:
+            group["examples"].append(rel)
+    return dict(sorted(groups.items(), key=lambda kv: -kv[1]["count"]))
 
 
 # --------------------------------------------------------------------------- built-in corpus

@@ -128,7 +128,7 @@ def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> P
     """One Piece from standard MIDI file bytes (see the module docstring for the rules)."""
     if len(data) > MAX_MIDI_MB * 1024 * 1024:
         raise MidigenError(f"too large for a MIDI file (> {MAX_MIDI_MB} MB)")
-    score, ticks_per_s = midi_repair.parse_midi(data)
+    score, ticks_per_s, cut_short = midi_repair.parse_midi(data)
     if len(score.tracks) > MAX_TRACKS:
         raise MidigenError(f"too many tracks (> {MAX_TRACKS:,})")
     # Parsed, the file costs ~4x its bytes; everything after costs ~300 bytes per note/event.
@@ -183,6 +183,8 @@ def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> P
     if len(signatures["time"]):
         time_signature = (int(signatures["numerator"][0]), int(signatures["denominator"][0]))
     meta = {"dropped_zero_length": dropped}
+    if cut_short:  # read up to its last complete event: the summary says so
+        meta["read_in_part"] = "cut short"
     keys = score.key_signatures.numpy()
     if len(keys["time"]):  # the first one written: (sharps, minor), for midigen.keys
         first = int(np.argmin(keys["time"]))

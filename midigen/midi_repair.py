@@ -33,10 +33,11 @@ MAX_REPAIR_BYTES = 4 * 2**20  # mido parses in Python (~1 s a MB): larger files 
 DRUM_CHANNEL = 9
 
 
-def parse_midi(data: bytes) -> tuple[symusic.Score, float | None]:
-    """symusic's Score of standard MIDI file bytes, repaired where needed (see above), and
-    the ticks per second of an SMPTE file (None: time by its tempo map). MidigenError with
-    a short reason ("corrupt MIDI: truncated") when nothing can be read."""
+def parse_midi(data: bytes) -> tuple[symusic.Score, float | None, bool]:
+    """symusic's Score of standard MIDI file bytes, repaired where needed (see above), the
+    ticks per second of an SMPTE file (None: time by its tempo map), and whether the file
+    was cut short (read up to its last complete event). MidigenError with a short reason
+    ("corrupt MIDI: truncated") when nothing can be read."""
     ticks_per_s = smpte_ticks_per_s(data)
     if ticks_per_s:  # symusic refuses SMPTE time; the caller times its ticks as seconds
         data = with_tick_division(data, 480)
@@ -61,7 +62,7 @@ def parse_midi(data: bytes) -> tuple[symusic.Score, float | None]:
         score = _parse(shared) if shared else score
     if salvaged is not None and not any(len(track.notes) for track in score.tracks):
         raise truncated  # cut before its first note: "truncated" says more than "no notes"
-    return score, ticks_per_s
+    return score, ticks_per_s, salvaged is not None
 
 
 def _parse(data: bytes) -> symusic.Score:

@@ -40,6 +40,7 @@ Progress = Callable[[int, int], None]  # (files done, files to read)
 def read_file_tokens(path: str, config: TokenizerConfig) -> dict:
     """What one file gives: {'status': 'ok', 'pieces': [...], 'reader': 'midi' (or the score
     reader that read it: verovio, abc2midi, music21)} or {'status': 'skipped', 'reason'}.
+    A file read in part ('cut short') is 'ok' with that as its 'reason'.
 
     Never raises: this runs in worker processes, where one bad file must not stop the run.
     """
@@ -58,7 +59,9 @@ def read_file_tokens(path: str, config: TokenizerConfig) -> dict:
                            "key": key})  # written in the score, else heard (midigen.keys)
         if not pieces:
             return {"status": "skipped", "reason": "no notes in the tokenizer's range"}
-        return {"status": "ok", "pieces": pieces, "reader": read[0].meta.get("reader")}
+        in_part = next((p.meta["read_in_part"] for p in read if "read_in_part" in p.meta), None)
+        return {"status": "ok", "pieces": pieces, "reader": read[0].meta.get("reader"),
+                "reason": in_part}
     except MidigenError as e:
         return {"status": "skipped", "reason": str(e)}
     except MemoryError:

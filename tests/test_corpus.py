@@ -244,3 +244,27 @@ def test_a_bad_file_timeout_is_one_clear_error(tmp_path, monkeypatch, value):
     sf.melody(tmp_path / "songs" / "tune.mid")
     with pytest.raises(MidigenError, match=TIMEOUT_ENV):
         load_corpus(tmp_path / "songs", CONFIG, jobs=1)
+
+
+def test_files_cut_short_are_counted_as_read_in_part(tmp_path, monkeypatch):
+    """A file cut short is read up to the cut; the summary (and its table) says how many
+    were, from the store too, so the user knows some music may be missing."""
+    from typer.testing import CliRunner
+
+    from midigen.cli import app
+
+    monkeypatch.setenv("MIDIGEN_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    sf.melody(folder / "whole.mid")
+    sf.cut_short(folder / "cut1.mid")
+    sf.cut_short(folder / "cut2.mid", missing_bytes=20)
+    for run in ("cold", "cached"):
+        s = load_corpus(folder, CONFIG, jobs=1).summary
+        assert s["files_parsed"] == (3 if run == "cold" else 0)
+        assert s["files_read"] == 3 and s["files_skipped"] == 0
+        assert s["files_read_in_part"] == 2, run
+        assert s["read_in_part_by_reason"] == {
+            "cut short": {"count": 2, "examples": ["cut1.mid", "cut2.mid"]}}
+    table = CliRunner().invoke(app, ["corpus", str(folder), "--jobs", "1"])
+    assert table.exit_code == 0 and "read in part (cut short)" in table.stdout

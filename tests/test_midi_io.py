@@ -236,8 +236,14 @@ def test_a_file_cut_short_keeps_what_it_has(tmp_path):
     """Players play a truncated file up to the cut; it was skipped whole as corrupt."""
     notes = read_score(sf.cut_short(tmp_path / "cut.mid"))[0].notes
     assert notes["pitch"].tolist() == [60, 62, 64, 65]  # the last note lost its note-off
-    whole = read_score(sf.melody(tmp_path / "whole.mid"))[0].notes
-    assert notes.tolist() == whole[:4].tolist()
+    whole = read_score(sf.melody(tmp_path / "whole.mid"))[0]
+    assert notes.tolist() == whole.notes[:4].tolist()
+
+
+def test_a_file_cut_short_says_it_was_read_in_part(tmp_path):
+    """It was read up to the cut with no word to the user."""
+    assert read_score(sf.cut_short(tmp_path / "cut.mid"))[0].meta["read_in_part"] == "cut short"
+    assert "read_in_part" not in read_score(sf.melody(tmp_path / "whole.mid"))[0].meta
 
 
 def test_a_file_cut_inside_running_status_keeps_its_complete_notes(tmp_path):

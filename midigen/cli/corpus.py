@@ -46,6 +46,10 @@ def _print_summary(s: dict) -> None:
     table.add_column(justify="right")
     table.add_row("files found", f"{s['files_found']:,}")
     table.add_row("files read", f"{s['files_read']:,}")
+    for reason, group in s.get("read_in_part_by_reason", {}).items():  # the file read is short
+        examples = escape(", ".join(group["examples"]))
+        table.add_row(f"  read in part ({escape(reason)})",
+                      f"{group['count']:,}  [dim]e.g. {examples}[/]")
     table.add_row("files skipped", f"{s['files_skipped']:,}")
     for reason, group in s["skipped_by_reason"].items():
         examples = escape(", ".join(group["examples"]))
