@@ -11,7 +11,9 @@ through the round trip encode -> decode -> write MIDI -> read, and the notes kep
 - `read`: notes the reader gave, against an independent count (note-ons in the MIDI bytes by
   mido; for notation, when --reference is given, music21's notes, which is slow);
 - `trip`: notes after the round trip against notes read (the tokenizer's own rules drop a
-  few: same-pitch onsets in one 10 ms step, pitches it cannot spell).
+  few: same-pitch onsets in one 10 ms step, pitches it cannot spell);
+- `dist`: against distinct notes read, a unison on one instrument (doubled tracks, common in
+  pop MIDI) counted once, as it sounds and as the tokenizer spells it.
 
     python bench/gauntlet.py build /tmp/gauntlet          # the folder
     python bench/gauntlet.py measure /tmp/gauntlet        # per category: files, skips, notes
@@ -111,6 +113,16 @@ def round_trip(notes: np.ndarray, config, tmp: Path) -> int:
     return len(midi_io.read_midi_notes(tmp)) if len(decoded.notes) else 0
 
 
+def distinct_notes(notes: np.ndarray, config) -> int:
+    """Notes left when unisons on one instrument (same program or drums, pitch and onset
+    step) count once: doubled tracks sound as one note, and the tokenizer spells it once."""
+    from midigen.events import instrument_keys
+
+    step = np.round(notes["start_s"] * config.steps_per_second).astype(np.int64)
+    keys = np.stack([instrument_keys(notes), notes["pitch"].astype(np.int64), step], axis=1)
+    return len(np.unique(keys, axis=0)) if len(notes) else 0
+
+
 class _Slow(Exception):
     pass
 
@@ -142,6 +154,7 @@ def measure(folder: Path, worst: int, reference: bool, timeout_s: int = 60) -> N
             row["pieces"] = len(pieces)
             row["reader"] = pieces[0].meta.get("reader")
             row["trip"] = sum(round_trip(p.notes, config, tmp) for p in pieces)
+            row["distinct"] = sum(distinct_notes(p.notes, config) for p in pieces)
         except MidigenError as e:
             row["skip"] = str(e)
         except _Slow:
@@ -160,16 +173,17 @@ def measure(folder: Path, worst: int, reference: bool, timeout_s: int = 60) -> N
     for row in rows:
         by_cat[row["cat"]].append(row)
     print(f"{'category':34} {'files':>5} {'read':>5} {'skip':>5} {'notes':>8} "
-          f"{'read/ref':>8} {'trip/read':>9}")
+          f"{'read/ref':>8} {'trip/read':>9} {'trip/dist':>9}")
     for cat, group in sorted(by_cat.items()):
         ok = [r for r in group if "read" in r]
         notes = sum(r["read"] for r in ok)
         trip = sum(r["trip"] for r in ok)
+        distinct = sum(r["distinct"] for r in ok)
         with_ref = [r for r in ok if r.get("ref")]
         ref_ratio = (sum(r["read"] for r in with_ref) / sum(r["ref"] for r in with_ref)
                      if with_ref else float("nan"))
         print(f"{cat:34} {len(group):5} {len(ok):5} {len(group) - len(ok):5} {notes:8} "
-              f"{ref_ratio:8.3f} {trip / max(notes, 1):9.3f}")
+              f"{ref_ratio:8.3f} {trip / max(notes, 1):9.3f} {trip / max(distinct, 1):9.3f}")
     print("\nskip reasons:")
     for reason, n in Counter(r["skip"] for r in rows if "skip" in r).most_common():
         print(f"  {n:4}  {reason}")
