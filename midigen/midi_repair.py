@@ -14,12 +14,15 @@ Three kinds of valid (or common) files lost music silently or were refused:
   single unreleased note would mean parsing every file twice).
 - Files cut short, or whose track length runs past the end: symusic refused them whole;
   `salvage_truncated` keeps every complete event, as players do.
+- A data byte above 127 (a controller value of 168 in a pop song): symusic refused the whole
+  file, where FluidSynth plays it all but that event; it is now read with the value clamped.
 - Program changes in one track for the notes of another (a setup track): symusic applies
   them to their own track only, so the notes came out as piano; midigen.midi_programs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 from collections import defaultdict, deque
@@ -69,7 +72,11 @@ def _parse(data: bytes) -> symusic.Score:
     try:
         return symusic.Score.from_midi(data)
     except Exception as e:  # noqa: BLE001 - symusic raises RuntimeError with C++ text
-        raise MidigenError(f"corrupt MIDI: {_short_reason(str(e))}") from None
+        reason = _short_reason(str(e))
+    if reason == "value out of range":  # a data byte above 127: FluidSynth ignores that one
+        with contextlib.suppress(Exception):  # event and plays the rest; symusic clamps it
+            return symusic.Score.from_midi(data, sanitize_data=True)  # (symusic >= 0.6)
+    raise MidigenError(f"corrupt MIDI: {reason}")
 
 
 _SYMUSIC_REASONS = (

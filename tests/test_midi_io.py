@@ -257,6 +257,20 @@ def test_a_file_cut_inside_running_status_keeps_its_complete_notes(tmp_path):
     assert notes["pitch"].tolist() == [60, 62]  # E4's note-off is lost, so is E4
 
 
+def test_a_data_byte_above_127_does_not_lose_the_file(tmp_path):
+    """A controller value of 168 in a pop song made symusic refuse the whole file ("value out
+    of range"); FluidSynth plays it all but that event."""
+    body = (b"\x00\x90\x3c\x40" b"\x60\xb0\x07\xa8"  # C4 on; volume 168
+            b"\x00\x80\x3c\x40" b"\x00\x90\x3e\x40" b"\x60\x80\x3e\x40"  # C4 off; D4
+            b"\x00\xff\x2f\x00")
+    data = (b"MThd" + bytes([0, 0, 0, 6, 0, 0, 0, 1, 0, 96]) + b"MTrk"
+            + len(body).to_bytes(4, "big") + body)
+    (tmp_path / "loud.mid").write_bytes(data)
+    notes = read_score(tmp_path / "loud.mid")[0].notes
+    assert notes["pitch"].tolist() == [60, 62]
+    assert notes["start_s"].tolist() == pytest.approx([0.0, 0.5])
+
+
 def test_a_track_longer_than_the_file_is_read(tmp_path):
     path = sf.melody(tmp_path / "long_claim.mid")
     data = bytearray(path.read_bytes())
