@@ -5,8 +5,8 @@ tens of thousands of files. MusicXML, kern and ABC are rendered to MIDI bytes by
 (verovio, abc2midi, music21 as the fallback), which then take the same path, so every format
 ends up with identical semantics:
 
-- times are computed from ticks with our own float64 tempo map (tempos clamped to a sane
-  range, so a corrupt tempo of 0 cannot collapse or explode a piece);
+- times are computed from ticks with our own float64 tempo map (midigen.midi_timing; tempos
+  clamped to a sane range, so a corrupt tempo of 0 cannot collapse or explode a piece);
 - the sustain pedal (CC64 >= 64) extends a note released while the pedal is down until the
   pedal lifts, or until the same pitch is struck again on that track if that comes first;
 - notes that end where they start (zero length, even after the pedal) are dropped, as
@@ -36,6 +36,7 @@ from midigen.errors import MidigenError
 from midigen.events import NOTE_DTYPE, Piece, sort_notes
 from midigen.fileio import atomic_write
 from midigen.gm_names import GM_PROGRAM_NAMES, instrument_name  # noqa: F401  (re-exported)
+from midigen.midi_timing import MAX_BPM, MIN_BPM, apply_sustain, tempo_map
 
 MIDI_SUFFIXES = (".mid", ".midi", ".rmi", ".kar")
 NOTATION_SUFFIXES = (".musicxml", ".mxl", ".xml", ".krn", ".abc")
@@ -48,7 +49,6 @@ MAX_MIDI_MB = 16
 MAX_NOTES_PER_PIECE = 250_000
 MAX_TRACKS = 1024  # each costs ~0.4 ms: 5,000 one-note tracks took 2.5 s; real files have < 100
 MAX_PIECE_HOURS = 12.0  # a longer piece means a broken tempo map, not music
-MIN_BPM, MAX_BPM = 1.0, 6000.0  # clamp for tempo events, MIDI allows 3.6 bpm .. infinity
 SUSTAIN_CC = 64
 
 
@@ -139,7 +139,7 @@ def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> P
     tpq = score.ticks_per_quarter
     if tpq <= 0:
         raise MidigenError("corrupt MIDI: bad header")
-    ticks_to_s, first_bpm = _tempo_map(score.tempos.numpy(), tpq)
+    ticks_to_s, first_bpm = tempo_map(score.tempos.numpy(), tpq)
     if ticks_per_s:
         ticks_to_s, first_bpm = (lambda ticks: ticks / ticks_per_s), 120.0
 
@@ -191,55 +191,6 @@ def midi_bytes_to_piece(data: bytes, name: str, sustain_pedal: bool = True) -> P
         meta["key_signature"] = (int(keys["key"][first]), bool(keys["tonality"][first]))
     return Piece(name=name, notes=sort_notes(notes), tempo_bpm=first_bpm,
                  time_signature=time_signature, meta=meta)
-
-
-def _tempo_map(tempos: dict, tpq: int):
-    """A vectorised ticks -> seconds function (float64) and the first tempo in bpm."""
-    times = tempos["time"].astype(np.int64)
-    mspq = tempos["mspq"].astype(np.float64)
-    order = np.argsort(times, kind="stable")
-    times, mspq = times[order], mspq[order]
-    mspq = np.clip(mspq, 60e6 / MAX_BPM, 60e6 / MIN_BPM)
-    if len(times) == 0 or times[0] > 0:  # MIDI's default tempo holds until the first change
-        times = np.concatenate([[0], times])
-        mspq = np.concatenate([[500_000.0], mspq])
-    # At equal ticks the last tempo wins.
-    keep = np.append(times[1:] != times[:-1], True)
-    times, mspq = times[keep], mspq[keep]
-    seconds_per_tick = mspq / 1e6 / tpq
-    seconds_at = np.concatenate([[0.0], np.cumsum(np.diff(times) * seconds_per_tick[:-1])])
-    first_bpm = float(60e6 / mspq[0])
-
-    def ticks_to_s(ticks: np.ndarray) -> np.ndarray:
-        i = np.searchsorted(times, ticks, side="right") - 1
-        return seconds_at[i] + (ticks - times[i]) * seconds_per_tick[i]
-
-    return ticks_to_s, first_bpm
-
-
-def apply_sustain(start: np.ndarray, end: np.ndarray, pitch: np.ndarray,
-                  pedal_start: np.ndarray, pedal_end: np.ndarray) -> np.ndarray:
-    """Note ends as a pianist hears them with the sustain pedal (any time unit).
-
-    A note released while the pedal is down (pedal_start <= end < pedal_end) keeps sounding
-    until the pedal lifts, or until the next onset of the same pitch if that is earlier.
-    Notes are never shortened.
-    """
-    order = np.argsort(pedal_start, kind="stable")
-    pedal_start, pedal_end = pedal_start[order], pedal_end[order]
-    i = np.searchsorted(pedal_start, end, side="right") - 1
-    held = (i >= 0) & (end < pedal_end[np.maximum(i, 0)])
-    if not held.any():
-        return end
-    lifted = np.where(held, pedal_end[np.maximum(i, 0)], end)
-
-    # Next onset of the same pitch: sort by (pitch, start) and look one ahead.
-    by_pitch = np.lexsort((start, pitch))
-    next_onset = np.full(len(start), np.iinfo(np.int64).max, dtype=np.int64)
-    same = pitch[by_pitch][1:] == pitch[by_pitch][:-1]
-    following = start[by_pitch][1:].astype(np.int64)
-    next_onset[by_pitch[:-1][same]] = following[same]
-    return np.maximum(end, np.minimum(lifted, next_onset))
 
 
 def _read_notation(path: Path, data: bytes, kind: str, sustain_pedal: bool = True) -> list[Piece]:

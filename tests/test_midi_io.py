@@ -14,7 +14,8 @@ import score_files as sf
 
 from midigen.errors import MidigenError
 from midigen.events import NOTE_DTYPE, Note, notes_to_array, sort_notes
-from midigen.midi_io import apply_sustain, detect_format, read_midi_notes, read_score, write_midi
+from midigen.midi_io import detect_format, read_midi_notes, read_score, write_midi
+from midigen.midi_timing import apply_sustain
 
 
 def pretty_midi_notes(path) -> np.ndarray:
