@@ -6,13 +6,11 @@ in one place; corpus.py keeps the cache.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import multiprocessing
 import os
 import re
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -25,14 +23,12 @@ from midigen import midi_io, score_io
 from midigen.errors import MidigenError
 from midigen.events import instrument_keys
 from midigen.keys import piece_key
-from midigen.stopping import STOP_SIGNALS
 from midigen.tokenizer import TokenizerConfig, encode_notes
+from midigen.worker_process import start_worker, worker_memory_bytes
 
 FILE_TIMEOUT_S = 60  # a file that takes longer is skipped as "timed out"; TIMEOUT_ENV: more
 TIMEOUT_ENV = "MIDIGEN_FILE_TIMEOUT"
 _TIMED_OUT = re.compile(r"timed out \(> (\d+) s")
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-WORKER_MEMORY_MIN, WORKER_MEMORY_MAX = 512 * 2**20, 4 * 2**30
 
 Progress = Callable[[int, int], None]  # (files done, files to read)
 
@@ -132,57 +128,6 @@ def _read_chunk(paths: list[str], config_dict: dict, score_readers: str = "",
     return results
 
 
-def _start_worker(parent_pid: int, memory_bytes: int | None) -> None:
-    """Worker initializer: never outlive the parent, never touch its terminal or pipes, and
-    never take more than `memory_bytes` beyond what the fork already mapped.
-
-    Without this, killing `midigen corpus` left its workers running forever, re-parented to
-    PID 1 and holding the parent's stdout/stderr open, so a pipe reading them never ended.
-    """
-    for signum in STOP_SIGNALS:  # forked: the parent's Python handlers were inherited
-        signal.signal(signum, signal.SIG_IGN if signum == signal.SIGINT else signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
-        try:  # the kernel sends SIGKILL when the parent dies, however it dies
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-    if memory_bytes is not None:
-        _limit_address_space(memory_bytes)
-
-
-def worker_memory_bytes(jobs: int) -> int | None:
-    """What one reader process may add: half the machine's memory shared by the workers
-    (512 MB to 4 GB each), so a folder of hostile files cannot take the machine down."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-    return int(min(max(total / 2 / max(jobs, 1), WORKER_MEMORY_MIN), WORKER_MEMORY_MAX))
-
-
-def _limit_address_space(memory_bytes: int) -> None:
-    """RLIMIT_AS = what is mapped now + memory_bytes: past it allocations fail (MemoryError,
-    which read_file_tokens reports as "out of memory") instead of the machine swapping."""
-    try:
-        import resource
-
-        with open("/proc/self/status") as f:
-            mapped_kb = next(int(line.split()[1]) for line in f if line.startswith("VmSize:"))
-        limit = mapped_kb * 1024 + memory_bytes
-        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-        if hard != resource.RLIM_INFINITY:
-            limit = min(limit, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    except (ImportError, OSError, ValueError, StopIteration):
-        pass  # not Linux: the per-file bounds in midi_io still hold
-
-
 @contextmanager
 def worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
     """A process pool whose workers die with this process, and are ended at once (not
@@ -190,7 +135,7 @@ def worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
     # fork: workers start in milliseconds with numpy/symusic/the tokenizer already imported.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=start_worker,
                                initargs=(os.getpid(), worker_memory_bytes(jobs)))
     try:
         yield pool

@@ -25,10 +25,12 @@ import os
 import re
 import subprocess
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
 from midigen.errors import MidigenError
+from midigen.worker_process import ReaderCrashed, run_isolated
 
 READERS = {  # tried in order; measured in bench/bench_scores.py
     "musicxml": ("verovio", "music21"),
@@ -163,20 +165,25 @@ def _quiet_stderr():
 
 def _render_verovio(path: Path, data: bytes, kind: str) -> Rendered:
     name = KIND_NAMES[kind]
-    try:
-        toolkit = _toolkit()
-        with _quiet_stderr():
-            text = mxl_score_text(data) if kind == "mxl" else decode_text(data)
-            toolkit.setInputFrom("humdrum" if kind == "kern" else "musicxml")
-            loaded = toolkit.loadData(text)
-            midi = toolkit.renderToMIDI() if loaded else ""
-    except MidigenError:
-        raise
-    except Exception as e:  # noqa: BLE001 - the bindings raise assorted types
-        raise MidigenError(f"unreadable {name} ({type(e).__name__})") from None
+    text = mxl_score_text(data) if kind == "mxl" else decode_text(data)
+    try:  # in a child process: some hostile scores crash verovio (see worker_process)
+        midi = run_isolated(_verovio_midi, text, kind)
+    except ReaderCrashed as e:
+        raise MidigenError(f"unreadable {name} (verovio {e})") from None
     if not midi:
         raise MidigenError(f"unreadable {name}")
     return [(path.stem, _restore_note_ends(base64.b64decode(midi)))]
+
+
+def _verovio_midi(text: str, kind: str) -> str:
+    """verovio's MIDI file (base64) of a score's text; "" when it cannot load the score."""
+    try:
+        toolkit = _toolkit()
+        with _quiet_stderr():
+            toolkit.setInputFrom("humdrum" if kind == "kern" else "musicxml")
+            return toolkit.renderToMIDI() if toolkit.loadData(text) else ""
+    except Exception as e:  # noqa: BLE001 - the bindings raise assorted types
+        raise MidigenError(f"unreadable {KIND_NAMES[kind]} ({type(e).__name__})") from None
 
 
 def _restore_note_ends(midi: bytes) -> bytes:
@@ -233,6 +240,14 @@ def _render_abc2midi(path: Path, data: bytes, kind: str) -> Rendered:
 # --------------------------------------------------------------------------- music21
 
 def _render_music21(path: Path, data: bytes, kind: str) -> Rendered:
+    """music21's MIDI of a score, its warnings kept off the user's screen (a bad measure
+    printed a MusicXMLWarning above midigen's one-line error)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _music21_midi(path, data, kind)
+
+
+def _music21_midi(path: Path, data: bytes, kind: str) -> Rendered:
     import music21
 
     try:
