@@ -35,9 +35,10 @@ from midigen.listing import (
 )
 from midigen.paths import builtin_corpus_dir, cache_dir
 from midigen.piece_table import FileTable, PieceTable
-from midigen.reading import Progress, file_timeout_s, read_files, timed_out_limit, worker_pool
+from midigen.reading import Progress, read_files, worker_pool
 from midigen.token_store import StoreDamaged, TokenStore
 from midigen.tokenizer import DRUM_KEY, TokenizerConfig, vocabulary
+from midigen.worker_process import file_timeout_s, timed_out_limit
 
 CACHE_VERSION = 2  # 1 was a JSON manifest and one .npy: left alone, never read
 

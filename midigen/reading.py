@@ -6,10 +6,8 @@ in one place; corpus.py keeps the cache.
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
-import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -24,11 +22,15 @@ from midigen.errors import MidigenError
 from midigen.events import instrument_keys
 from midigen.keys import piece_key
 from midigen.tokenizer import TokenizerConfig, encode_notes
-from midigen.worker_process import start_worker, worker_memory_bytes
+from midigen.worker_process import (
+    file_timeout_s,
+    is_isolated,
+    start_worker,
+    timed_out_reason,
+    worker_memory_bytes,
+)
 
-FILE_TIMEOUT_S = 60  # a file that takes longer is skipped as "timed out"; TIMEOUT_ENV: more
-TIMEOUT_ENV = "MIDIGEN_FILE_TIMEOUT"
-_TIMED_OUT = re.compile(r"timed out \(> (\d+) s")
+HARD_STOP_GRACE_S = 15  # CPU seconds past the limit before a stuck pool worker ends itself
 
 Progress = Callable[[int, int], None]  # (files done, files to read)
 
@@ -66,31 +68,6 @@ def read_file_tokens(path: str, config: TokenizerConfig) -> dict:
         return {"status": "skipped", "reason": f"reader error ({type(e).__name__})"}
 
 
-def file_timeout_s() -> int:
-    """Seconds one file may take to read: $MIDIGEN_FILE_TIMEOUT, else FILE_TIMEOUT_S. Huge
-    orchestral scores can take music21 minutes on a slow machine."""
-    text = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not text:
-        return FILE_TIMEOUT_S
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not 1 <= seconds < 10**6:
-        raise MidigenError(f"${TIMEOUT_ENV} must be seconds between 1 and 999999, not {text!r}")
-    return math.ceil(seconds)
-
-
-def timed_out_reason(seconds: int) -> str:
-    return f"timed out (> {seconds} s; ${TIMEOUT_ENV}=SECONDS allows more)"
-
-
-def timed_out_limit(reason: str | None) -> int | None:
-    """The limit a file was skipped under, if it was skipped for taking too long."""
-    found = _TIMED_OUT.match(reason or "")
-    return int(found.group(1)) if found else None
-
-
 class _Timeout(BaseException):
     """Not an Exception: the readers' `except Exception` must not turn it into a reason
     such as "unreadable MusicXML (_Timeout)" and go on to the next, unlimited, reader."""
@@ -111,6 +88,10 @@ def _read_chunk(paths: list[str], config_dict: dict, score_readers: str = "",
     config = TokenizerConfig.from_dict(config_dict)
     use_alarm = threading.current_thread() is threading.main_thread() and hasattr(signal,
                                                                                    "SIGALRM")
+    # The alarm's handler is Python: it cannot run while a C++ reader loops (a hostile score
+    # sent verovio into an endless loop, and `midigen corpus` waited forever). A pool worker
+    # then ends itself and the pool's retry reads that file alone, then with music21.
+    hard_stop = use_alarm and is_isolated() and hasattr(signal, "ITIMER_PROF")
     results = []
     for path in paths:
         if not use_alarm:
@@ -118,11 +99,15 @@ def _read_chunk(paths: list[str], config_dict: dict, score_readers: str = "",
             continue
         previous = signal.signal(signal.SIGALRM, _on_alarm)
         signal.alarm(timeout_s)
+        if hard_stop:  # CPU seconds; SIGPROF's default action ends this worker
+            signal.setitimer(signal.ITIMER_PROF, timeout_s + HARD_STOP_GRACE_S)
         try:
             results.append(read_file_tokens(path, config))
         except _Timeout:
             results.append({"status": "skipped", "reason": timed_out_reason(timeout_s)})
         finally:
+            if hard_stop:
+                signal.setitimer(signal.ITIMER_PROF, 0)
             signal.alarm(0)
             signal.signal(signal.SIGALRM, previous)
     return results
@@ -195,7 +180,7 @@ def read_files(paths: list[str], config: TokenizerConfig, jobs: int | None = Non
     # A worker died (a crash inside a C library): read those files one at a time to find it;
     # a score that crashes a C++ reader (verovio) gets one more try with music21 alone.
     for i in retry:
-        results[i] = {"status": "skipped", "reason": "crashed the reader"}
+        results[i] = {"status": "skipped", "reason": "crashed or hung the reader"}
         for score_readers in ("", "music21"):
             with worker_pool(1) as pool:
                 try:

@@ -12,17 +12,49 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
+import math
 import os
 import pickle
+import re
+import select
 import signal
 import sys
+import time
 
 from midigen.errors import MidigenError
 from midigen.stopping import STOP_SIGNALS
 
+FILE_TIMEOUT_S = 60  # a file that takes longer is skipped as "timed out"; TIMEOUT_ENV: more
+TIMEOUT_ENV = "MIDIGEN_FILE_TIMEOUT"
+_TIMED_OUT = re.compile(r"timed out \(> (\d+) s")
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 WORKER_MEMORY_MIN, WORKER_MEMORY_MAX = 512 * 2**20, 4 * 2**30
 _isolated = False  # True in a process whose crash its parent already handles
+
+
+def file_timeout_s() -> int:
+    """Seconds one file may take to read: $MIDIGEN_FILE_TIMEOUT, else FILE_TIMEOUT_S. Huge
+    orchestral scores can take music21 minutes on a slow machine."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return FILE_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 1 <= seconds < 10**6:
+        raise MidigenError(f"${TIMEOUT_ENV} must be seconds between 1 and 999999, not {text!r}")
+    return math.ceil(seconds)
+
+
+def timed_out_reason(seconds: int) -> str:
+    return f"timed out (> {seconds} s; ${TIMEOUT_ENV}=SECONDS allows more)"
+
+
+def timed_out_limit(reason: str | None) -> int | None:
+    """The limit a file was skipped under, if it was skipped for taking too long."""
+    found = _TIMED_OUT.match(reason or "")
+    return int(found.group(1)) if found else None
 
 
 def mark_isolated() -> None:
@@ -30,16 +62,23 @@ def mark_isolated() -> None:
     _isolated = True
 
 
+def is_isolated() -> bool:
+    """True in a reader pool worker (or a child of run_isolated)."""
+    return _isolated
+
+
 class ReaderCrashed(MidigenError):
     """A reader's call ended its process (a signal); the message names the signal."""
 
 
-def run_isolated(function, *args):
+def run_isolated(function, *args, timeout_s: float | None = None):
     """function(*args) in a forked child (Linux/macOS), its result or exception passed back
-    by pickle; ReaderCrashed if the child dies of a signal. In a reader worker, or without
-    fork, it is called here. A time limit or Ctrl-C in this process kills the child."""
+    by pickle; ReaderCrashed if the child dies of a signal or outlives `timeout_s` (default
+    a little over file_timeout_s()). In a reader worker, or without fork, it is called here. A time
+    limit or Ctrl-C in this process kills the child too."""
     if _isolated or not hasattr(os, "fork"):
         return function(*args)
+    timeout_s = timeout_s or file_timeout_s() + 5  # past the reader's own alarm, which names it
     read_end, write_end = os.pipe()
     parent = os.getpid()
     pid = os.fork()
@@ -59,22 +98,37 @@ def run_isolated(function, *args):
             os._exit(0)
     os.close(write_end)
     try:
-        with os.fdopen(read_end, "rb") as pipe:
-            payload = pipe.read()
+        payload = _read_until(read_end, time.monotonic() + timeout_s)
+        if payload is None:
+            raise ReaderCrashed(f"took over {math.ceil(timeout_s)} s")
         status = os.waitpid(pid, 0)[1]
         pid = 0
     finally:
-        if pid:  # interrupted (a time limit, Ctrl-C): the child must not outlive the call
+        os.close(read_end)
+        if pid:  # timed out or interrupted (Ctrl-C): the child must not outlive the call
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
     if os.WIFSIGNALED(status) or not payload:
         number = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
         name = signal.Signals(number).name if number else "no result"
-        raise ReaderCrashed(f"crashed ({name})")
+        raise ReaderCrashed(f"crashed: {name}")
     ok, value = pickle.loads(payload)
     if not ok:
         raise value
     return value
+
+
+def _read_until(fd: int, deadline: float) -> bytes | None:
+    """Everything written to pipe `fd` until its writer closes it; None at the deadline."""
+    chunks = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def start_worker(parent_pid: int, memory_bytes: int | None) -> None:
@@ -86,6 +140,8 @@ def start_worker(parent_pid: int, memory_bytes: int | None) -> None:
     """
     for signum in STOP_SIGNALS:  # forked: the parent's Python handlers were inherited
         signal.signal(signum, signal.SIG_IGN if signum == signal.SIGINT else signal.SIG_DFL)
+    if hasattr(signal, "SIGPROF"):  # ends a worker stuck in C++ (midigen.reading)
+        signal.signal(signal.SIGPROF, signal.SIG_DFL)
     if sys.platform.startswith("linux"):
         try:  # the kernel sends SIGKILL when the parent dies, however it dies
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -199,7 +199,8 @@ def test_a_file_that_timed_out_is_read_again_only_when_more_time_is_allowed(tmp_
     """A huge score can take music21 minutes on a slow machine: $MIDIGEN_FILE_TIMEOUT gives it
     more, and the store then reads it again; under the same limit it stays skipped (each
     retry would cost the whole limit on every run)."""
-    from midigen import reading, score_io
+    from midigen import score_io
+    from midigen import worker_process as reading
 
     monkeypatch.setenv("MIDIGEN_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "scores"
@@ -237,7 +238,7 @@ def test_a_file_that_timed_out_is_read_again_only_when_more_time_is_allowed(tmp_
 @pytest.mark.parametrize("value", ["soon", "0", "-5", "nan"])
 def test_a_bad_file_timeout_is_one_clear_error(tmp_path, monkeypatch, value):
     from midigen.errors import MidigenError
-    from midigen.reading import TIMEOUT_ENV
+    from midigen.worker_process import TIMEOUT_ENV
 
     monkeypatch.setenv("MIDIGEN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv(TIMEOUT_ENV, value)

@@ -108,3 +108,51 @@ def test_scores_that_crash_verovio_do_not_end_midigen(tmp_path):
         assert done.returncode in (0, 1), done.stderr
         assert "Traceback" not in done.stderr and "Warning" not in done.stderr
         assert done.returncode == 0 or done.stderr.count("\n") == 1, done.stderr
+
+
+def test_a_child_that_outlives_its_time_is_killed():
+    before, started = _children(), time.monotonic()
+    with pytest.raises(ReaderCrashed, match="took over 1 s"):
+        run_isolated(time.sleep, 30, timeout_s=1)
+    assert time.monotonic() - started < 10 and _children() == before
+
+
+def test_a_pool_worker_stuck_where_no_alarm_reaches_ends_itself(tmp_path, monkeypatch):
+    """A hostile score sent verovio into an endless loop in C++: the per-file alarm's Python
+    handler never ran, and `midigen corpus` waited forever. The worker now ends itself after
+    the limit in CPU seconds; the pool reads that file alone, then with music21."""
+    from midigen import reading, score_io
+    from midigen.tokenizer import TokenizerConfig
+
+    class StuckToolkit:
+        def setInputFrom(self, kind):
+            pass
+
+        def loadData(self, text):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # as in C++ code
+            while True:
+                pass
+
+    def music21_fails(*_):
+        raise MidigenError("unreadable MusicXML (music21 gave up)")
+
+    monkeypatch.setattr(score_io, "_toolkit", StuckToolkit)
+    monkeypatch.setattr(score_io, "_render_music21", music21_fails)
+    monkeypatch.setenv(worker_process.TIMEOUT_ENV, "1")
+    monkeypatch.setattr(reading, "HARD_STOP_GRACE_S", 1)
+    paths = [str(sf.melody(tmp_path / f"tune{k}.mid")) for k in range(8)]
+    stuck = tmp_path / "stuck.musicxml"
+    stuck.write_text(sf.musicxml_text())
+
+    def give_up(*_):
+        raise TimeoutError("the corpus read hung")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(120)
+    try:
+        results = reading.read_files([*paths, str(stuck)], TokenizerConfig(), jobs=2)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert [r["status"] for r in results] == ["ok"] * 8 + ["skipped"]
+    assert results[-1]["reason"] == "unreadable MusicXML (music21 gave up)"

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import score_files as sf
 
-from midigen import score_io
+from midigen import score_io, worker_process
 from midigen.errors import MidigenError
 from midigen.midi_io import read_score
 
@@ -226,7 +226,7 @@ def test_a_slow_score_is_timed_out_not_called_unreadable(tmp_path, monkeypatch):
 
     monkeypatch.setattr(score_io, "_toolkit", SlowToolkit)
     monkeypatch.setattr(score_io, "_render_music21", _music21_must_not_run)
-    monkeypatch.setattr(reading, "FILE_TIMEOUT_S", 1)
+    monkeypatch.setattr(worker_process, "FILE_TIMEOUT_S", 1)
     path = _musicxml(tmp_path)
     result = reading._read_chunk([str(path)], TokenizerConfig().to_dict())[0]
-    assert result == {"status": "skipped", "reason": reading.timed_out_reason(1)}
+    assert result == {"status": "skipped", "reason": worker_process.timed_out_reason(1)}
