@@ -68,14 +68,14 @@ def is_isolated() -> bool:
 
 
 class ReaderCrashed(MidigenError):
-    """A reader's call ended its process (a signal); the message names the signal."""
+    """A reader's call ended its process (a signal) or overran; the message says which."""
 
 
 def run_isolated(function, *args, timeout_s: float | None = None):
     """function(*args) in a forked child (Linux/macOS), its result or exception passed back
-    by pickle; ReaderCrashed if the child dies of a signal or outlives `timeout_s` (default
-    a little over file_timeout_s()). In a reader worker, or without fork, it is called here. A time
-    limit or Ctrl-C in this process kills the child too."""
+    by pickle; ReaderCrashed if the child dies of a signal or outlives `timeout_s` (default:
+    a little over file_timeout_s()). In a reader worker, or without fork, it is called
+    here. A time limit or Ctrl-C in this process kills the child too."""
     if _isolated or not hasattr(os, "fork"):
         return function(*args)
     timeout_s = timeout_s or file_timeout_s() + 5  # past the reader's own alarm, which names it
