@@ -24,7 +24,6 @@ Kinds of valid (or common) files that lost music silently or were refused:
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
 from collections import defaultdict, deque
@@ -76,8 +75,12 @@ def _parse(data: bytes) -> symusic.Score:
     except Exception as e:  # noqa: BLE001 - symusic raises RuntimeError with C++ text
         reason = _short_reason(str(e))
     if reason == "value out of range":  # a data byte above 127: FluidSynth ignores that one
-        with contextlib.suppress(Exception):  # event and plays the rest; symusic clamps it
-            return symusic.Score.from_midi(data, sanitize_data=True)  # (symusic >= 0.6)
+        try:  # event and plays the rest; symusic clamps it
+            return symusic.Score.from_midi(data, sanitize_data=True)
+        except TypeError:  # symusic < 0.6
+            pass
+        except Exception as e:  # noqa: BLE001 - what else is wrong (cut short: salvaged)
+            reason = _short_reason(str(e))
     raise MidigenError(f"corrupt MIDI: {reason}")
 
 

@@ -283,6 +283,11 @@ def test_a_data_byte_above_127_does_not_lose_the_file(tmp_path):
     notes = read_score(tmp_path / "loud.mid")[0].notes
     assert notes["pitch"].tolist() == [60, 62]
     assert notes["start_s"].tolist() == pytest.approx([0.0, 0.5])
+    cut_body = body[:12] + b"\x00\x90\x3e"  # and cut inside D4's note-on, track length true
+    (tmp_path / "loud_cut.mid").write_bytes(data[:18] + len(cut_body).to_bytes(4, "big")
+                                            + cut_body)
+    cut = read_score(tmp_path / "loud_cut.mid")[0]
+    assert cut.notes["pitch"].tolist() == [60] and cut.meta["read_in_part"] == "cut short"
 
 
 def test_a_track_longer_than_the_file_is_read(tmp_path):
