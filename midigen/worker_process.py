@@ -79,9 +79,17 @@ def run_isolated(function, *args, timeout_s: float | None = None):
     if _isolated or not hasattr(os, "fork"):
         return function(*args)
     timeout_s = timeout_s or file_timeout_s() + 5  # past the reader's own alarm, which names it
-    read_end, write_end = os.pipe()
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:  # out of file descriptors: no isolation rather than no reading
+        return function(*args)
     parent = os.getpid()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # no memory for a child (strict overcommit) or a process limit
+        os.close(read_end)
+        os.close(write_end)
+        return function(*args)
     if pid == 0:  # the child: never returns
         os.close(read_end)
         try:

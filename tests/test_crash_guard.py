@@ -156,3 +156,12 @@ def test_a_pool_worker_stuck_where_no_alarm_reaches_ends_itself(tmp_path, monkey
         signal.signal(signal.SIGALRM, previous)
     assert [r["status"] for r in results] == ["ok"] * 8 + ["skipped"]
     assert results[-1]["reason"] == "unreadable MusicXML (music21 gave up)"
+
+
+def test_without_a_child_the_call_runs_here(monkeypatch):
+    """Forking a large process can fail (strict overcommit, a process limit): read anyway."""
+    def no_fork():
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert run_isolated(os.getpid) == os.getpid()
