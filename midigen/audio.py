@@ -27,6 +27,7 @@ import numpy as np
 
 from midigen.errors import MidigenError
 from midigen.fileio import atomic_write
+from midigen.midi_bytes import vlq
 from midigen.midi_scan import MidiScan, scan_midi
 
 SAMPLE_RATE_HZ = 44100
@@ -109,20 +110,11 @@ def _check_soundfont(path: Path) -> None:
         raise MidigenError(f"{path} is not a SoundFont (.sf2) file")
 
 
-def _vlq(value: int) -> bytes:
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.insert(0, (value & 0x7F) | 0x80)
-        value >>= 7
-    return bytes(out)
-
-
 def _with_release_track(scan: MidiScan) -> bytes:
     """The file plus a track that lifts the sustain pedal and releases all notes at the end."""
     events = bytearray()
     for channel in range(16):
-        events += _vlq(scan.end_tick if channel == 0 else 0) + bytes([0xB0 | channel, 64, 0])
+        events += vlq(scan.end_tick if channel == 0 else 0) + bytes([0xB0 | channel, 64, 0])
         events += b"\x00" + bytes([0xB0 | channel, 123, 0])  # all notes off (release, not cut)
     events += b"\x00\xff\x2f\x00"  # end of track
     header_len = int.from_bytes(scan.data[4:8], "big")

@@ -20,8 +20,9 @@ from collections.abc import Iterator
 
 import symusic
 
+from midigen.midi_bytes import DATA_BYTES, read_vlq, vlq
+
 DRUM_CHANNEL = 9  # drum kits: midigen stores every drum note as program 0
-_DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
 
 
 class _Damaged(Exception):
@@ -101,21 +102,21 @@ def _events(body: bytes) -> Iterator[tuple[int, int, int, int, bool]]:
     i = tick = status = 0
     try:
         while i < len(body):
-            delta, i = _read_vlq(body, i)
+            delta, i = read_vlq(body, i)
             tick += delta
             start, byte = i, body[i]
             running = False
             if byte == 0xFF:  # meta event: type, length, data
-                length, i = _read_vlq(body, i + 2)
+                length, i = read_vlq(body, i + 2)
                 i += length
             elif byte in (0xF0, 0xF7):  # sysex: length, data
-                length, i = _read_vlq(body, i + 1)
+                length, i = read_vlq(body, i + 1)
                 i += length
             elif 0x80 <= byte < 0xF0:
                 status = byte
-                i += 1 + _DATA_BYTES[status & 0xF0]
+                i += 1 + DATA_BYTES[status & 0xF0]
             elif byte < 0x80 and status:
-                i += _DATA_BYTES[status & 0xF0]
+                i += DATA_BYTES[status & 0xF0]
                 running = True
             else:
                 raise _Damaged
@@ -149,9 +150,9 @@ def _with_programs(body: bytes, inserts: list[tuple]) -> bytes:
     for tick, start, end, status, running in _events(body):
         while at < len(inserts) and inserts[at][0] <= tick:
             when, _, _, channel, program = inserts[at]
-            out += _vlq(when - last) + bytes((0xC0 | channel, program))
+            out += vlq(when - last) + bytes((0xC0 | channel, program))
             last, at, restate = when, at + 1, True
-        out += _vlq(tick - last)
+        out += vlq(tick - last)
         if running and restate:  # an inserted program change took the running status
             out.append(status)
         restate = restate and status >= 0xF0  # meta and sysex events keep it
@@ -160,22 +161,3 @@ def _with_programs(body: bytes, inserts: list[tuple]) -> bytes:
     if not out.endswith(b"\xff\x2f\x00"):  # a track without its end-of-track
         out += b"\x00\xff\x2f\x00"
     return bytes(out)
-
-
-def _read_vlq(body: bytes, i: int) -> tuple[int, int]:
-    value = 0
-    while True:
-        byte = body[i]  # IndexError when cut inside the number
-        i += 1
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            return value, i
-
-
-def _vlq(value: int) -> bytes:
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))

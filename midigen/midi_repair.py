@@ -32,6 +32,7 @@ import symusic
 
 from midigen import midi_programs
 from midigen.errors import MidigenError
+from midigen.midi_bytes import DATA_BYTES, read_vlq
 
 MAX_REPAIR_BYTES = 4 * 2**20  # mido parses in Python (~1 s a MB): larger files stay as read
 DRUM_CHANNEL = 9
@@ -227,17 +228,6 @@ def salvage_truncated(data: bytes) -> bytes | None:
 
 
 _END_OF_TRACK = b"\x00\xff\x2f\x00"
-_DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
-
-
-def _read_vlq(body: bytes, i: int) -> tuple[int, int]:
-    value = 0
-    while True:
-        byte = body[i]  # IndexError when cut inside the number
-        i += 1
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            return value, i
 
 
 def _complete_events_end(body: bytes) -> int:
@@ -246,11 +236,11 @@ def _complete_events_end(body: bytes) -> int:
     i = done = status = 0
     try:
         while i < len(body):
-            _, i = _read_vlq(body, i)  # delta time
+            _, i = read_vlq(body, i)  # delta time
             byte = body[i]
             if byte == 0xFF:  # meta event: type, length, data
                 kind = body[i + 1]
-                length, i = _read_vlq(body, i + 2)
+                length, i = read_vlq(body, i + 2)
                 i += length
                 if i <= len(body):
                     done = i
@@ -258,13 +248,13 @@ def _complete_events_end(body: bytes) -> int:
                     break
                 continue
             if byte in (0xF0, 0xF7):  # sysex: length, data
-                length, i = _read_vlq(body, i + 1)
+                length, i = read_vlq(body, i + 1)
                 i += length
             elif byte & 0x80 and byte < 0xF0:  # a channel event with its status
                 status, i = byte, i + 1
-                i += _DATA_BYTES[status & 0xF0]
+                i += DATA_BYTES[status & 0xF0]
             elif status and not byte & 0x80:  # running status
-                i += _DATA_BYTES[status & 0xF0]
+                i += DATA_BYTES[status & 0xF0]
             else:
                 break  # system bytes or data without status: damaged from here
             if i <= len(body):

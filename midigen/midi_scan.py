@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from midigen.errors import MidigenError
+from midigen.midi_bytes import read_vlq
 
 
 @dataclass(frozen=True)
@@ -56,35 +57,25 @@ def scan_midi(path: Path | str) -> MidiScan:
                     num_notes, raw[:data_end])
 
 
-def _read_vlq(body: bytes, i: int) -> tuple[int, int]:
-    value = 0
-    while True:
-        byte = body[i]
-        i += 1
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            return value, i
-
-
 def _scan_track(body: bytes) -> tuple[int, int, list[tuple[int, int]]]:
     """(last tick, note-ons, [(tick, microseconds per quarter)]) of one track's bytes."""
     i = tick = notes = status = 0
     tempos = []
     try:
         while i < len(body):
-            delta, i = _read_vlq(body, i)
+            delta, i = read_vlq(body, i)
             tick += delta
             byte = body[i]
             if byte == 0xFF:  # meta event
                 kind = body[i + 1]
-                length, i = _read_vlq(body, i + 2)
+                length, i = read_vlq(body, i + 2)
                 if kind == 0x51 and length == 3:
                     tempos.append((tick, int.from_bytes(body[i:i + 3], "big")))
                 i += length
                 if kind == 0x2F:
                     break
             elif byte in (0xF0, 0xF7):  # sysex
-                length, i = _read_vlq(body, i + 1)
+                length, i = read_vlq(body, i + 1)
                 i += length
             elif byte > 0xF0:  # system common bytes (not allowed in files, but seen)
                 i += 1 + {0xF1: 1, 0xF2: 2, 0xF3: 1}.get(byte, 0)
