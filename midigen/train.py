@@ -26,7 +26,7 @@ import torch
 from midigen.batches import build_stream, random_windows, random_windows_placed, stretch_pieces
 from midigen.budget import Budget
 from midigen.checkpoint import Checkpoint
-from midigen.device import out_of_memory_as_error, pick_device, to_device
+from midigen.device import autocast_dtype, out_of_memory_as_error, pick_device, to_device
 from midigen.distributed import StopVote, batch_rows, current_world, mean_over_ranks, wrap
 from midigen.errors import MidigenError
 from midigen.evaluate import default_valid_events, validation_sample
@@ -136,6 +136,9 @@ def train(pieces: list, tokenizer_config: TokenizerConfig, model_config: ModelCo
     run.micro_batch = find_micro_batch(model, rows, config.seq_len, device, world)
     if run.micro_batch < rows and on_note is not None and world.is_main:
         on_note(micro_batch_note(rows, run.micro_batch, config.seq_len, world))
+    if device.type == "cpu" and autocast_dtype(device) and on_note is not None and world.is_main:
+        on_note("training steps in bf16 autocast on the CPU; --precision fp32 "
+                "to train in fp32")
     trained = wrap(model, world, device)  # DDP: the gradients are averaged over the ranks
 
     # --- the loop ------------------------------------------------------------------------------

@@ -126,3 +126,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("cuda"):
             item.add_marker(skip)
+
+
+@pytest.fixture
+def fp32_steps():
+    """Training steps in fp32 whatever the CPU: tests that compare two trainings to 1e-5 (DDP
+    against one process, micro-batches against one batch) measure summing order, which bf16
+    autocast (the default on CPUs with AMX) would drown in its own 1e-3 rounding."""
+    from midigen.device import set_precision
+
+    set_precision("fp32")
+    yield
+    set_precision("auto")

@@ -106,7 +106,7 @@ def _max_difference(a, b) -> float:
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_train_as_one_and_resume_either_way(tmp_path):
+def test_two_gloo_processes_train_as_one_and_resume_either_way(tmp_path, fp32_steps):
     from ddp_driver import CONFIG, MODEL, TOK, toy_pieces
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

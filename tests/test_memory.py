@@ -42,7 +42,7 @@ def _max_difference(a, b) -> float:
     return max((a.model_state[k] - b.model_state[k]).abs().max().item() for k in a.model_state)
 
 
-def test_a_batch_that_does_not_fit_trains_the_same_in_micro_batches(tmp_path, monkeypatch):
+def test_a_batch_that_does_not_fit_trains_the_same_in_micro_batches(tmp_path, monkeypatch, fp32_steps):
     config = tiny_train(steps=6, eval_every=3, log_every=1)
     whole = train(phrase_pieces(), TOK, tiny_model(), config, tmp_path / "whole")
 

@@ -52,6 +52,12 @@ class Device(str, enum.Enum):
     mps = "mps"
 
 
+class Precision(str, enum.Enum):
+    auto = "auto"
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
 def _opt(help_text: str, panel: str, **kw):
     return typer.Option(help=help_text, rich_help_panel=panel, **kw)
 
@@ -83,6 +89,9 @@ def train(
     transpose: Annotated[int | None, _opt("Random transposition, +- semitones (default 3).", _TRAIN, min=0, max=12)] = None,
     time_stretch: Annotated[float | None, _opt("Add copies F faster and slower, e.g. 0.05.", _TRAIN, min=0.0)] = None,
     device: Annotated[Device, _opt("Where to train (auto: cuda > mps > cpu).", _TRAIN)] = Device.auto,
+    precision: Annotated[Precision, _opt(
+        "Training steps in bf16 autocast or fp32. auto: bf16 on CUDA and on CPUs with AMX "
+        "(2-2.7x faster there), fp32 elsewhere. May change on --resume.", _TRAIN)] = Precision.auto,
     steps_per_second: Annotated[int | None, _opt("Time grid (default 100).", _TOKENS, min=1)] = None,
     velocity_bins: Annotated[int | None, _opt("Loudness levels (default 32).", _TOKENS, min=1, max=127)] = None,
     no_programs: Annotated[bool, typer.Option("--no-programs", help="One piano-like part; drops drums.", rich_help_panel=_TOKENS)] = False,
@@ -129,12 +138,15 @@ def train(
              *(["controls"] if controls else []), *(["styles"] if styles else [])]
     if resume is not None and (corpus or run_dir or init_from or extra):
         raise MidigenError("--resume continues a run with its own corpus and settings; "
-                           f"drop {', '.join(extra) or 'the other options'} (only --device may change)")
+                           f"drop {', '.join(extra) or 'the other options'} "
+                           "(only --device and --precision may change)")
+    from midigen.device import set_precision
     from midigen.distributed import session
     from midigen.runs import resume_run, start_run
     from midigen.threads import use_all_cores
 
     use_all_cores()
+    set_precision(precision.value)
     with session(device.value) as (world, _):  # under torchrun: join the other ranks
         console = out if world.is_main else None  # one voice: rank 0's
         note = print_note if world.is_main else None
