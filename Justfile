@@ -16,11 +16,12 @@ test: install
 demo: install
     midigen demo
 
-# Speed benchmarks: ingestion vs MidiTok, training and sampling vs bare torch loops.
+# Speed benchmarks: ingestion vs MidiTok, training and sampling vs bare torch loops, bf16 vs fp32 steps.
 bench: install
     {{python}} -m pip install -q miditok
     {{python}} bench/bench_ingest.py
     {{python}} bench/bench_train.py
+    {{python}} bench/bench_precision.py
     {{python}} bench/bench_sample.py
 
 # Score reading: music21 (old path) against verovio/abc2midi on the same MusicXML, kern and ABC files.

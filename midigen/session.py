@@ -17,6 +17,7 @@ import torch
 
 from midigen.budget import Budget
 from midigen.checkpoint import Checkpoint, save_checkpoint
+from midigen.device import autocast_dtype
 from midigen.distributed import SINGLE, World, all_reduce_sums, shard_indices
 from midigen.metrics import METRICS_FILE, MetricsRow, append_row, read_rows
 from midigen.model import MusicRNN
@@ -81,6 +82,7 @@ class Session:
         train_config = {**self.config.to_dict(), "total_steps": self.budget.total_steps,
                         "seconds_used": round(self.budget.seconds_used(), 3),
                         "corpus": self.corpus_source, "device_used": str(self.device),
+                        "precision_used": "bf16" if autocast_dtype(self.device) else "fp32",
                         "world_size": self.world.world_size,
                         "micro_batch": self._split_batch()}
         return Checkpoint(

@@ -64,6 +64,7 @@ def test_a_batch_that_does_not_fit_trains_the_same_in_micro_batches(tmp_path, mo
     # Validation (scored in pieces of at most 3 here) gives the same number.
     assert b.metrics["valid_nll"] == pytest.approx(a.metrics["valid_nll"], abs=1e-5)
     assert a.train_config["micro_batch"] is None and b.train_config["micro_batch"] == 2
+    assert a.train_config["precision_used"] == "fp32"  # as the fp32_steps fixture asks
     assert b.train_config["batch_size"] == 8  # the batch the user asked for is what was trained
 
 

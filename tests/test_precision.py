@@ -9,6 +9,7 @@ from test_train import TOK, phrase_pieces, tiny_model, tiny_train
 from typer.testing import CliRunner
 
 from midigen import device as device_module
+from midigen.checkpoint import load_checkpoint
 from midigen.cli.app import app
 from midigen.device import autocast, autocast_dtype, set_precision
 from midigen.errors import MidigenError
@@ -70,9 +71,10 @@ def test_a_bf16_step_runs_the_network_in_bf16_and_keeps_fp32_weights():
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.01)
 
 
-def test_a_tiny_model_learns_in_bf16(tmp_path):
+def test_a_tiny_model_learns_in_bf16_and_its_checkpoint_says_so(tmp_path):
     set_precision("bf16")
     result = train(phrase_pieces(), TOK, tiny_model(), tiny_train(steps=150), tmp_path / "run")
+    assert load_checkpoint(tmp_path / "run" / "last.pt").train_config["precision_used"] == "bf16"
     # As in fp32 (test_train): the deterministic phrase is learned, far below its bigram floor.
     assert result.last_eval.valid_nll < 0.3
     assert result.train_losses[-1][1] < 0.3
