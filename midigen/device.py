@@ -1,6 +1,6 @@
 """Which device trains: CUDA (bf16 autocast) when present, then Apple MPS, else the CPU (the
 `midigen` command gives torch every core: midigen.threads.use_all_cores), and in what precision:
-bf16 autocast on CUDA and on CPUs with AMX (see `autocast_dtype`), fp32 elsewhere."""
+bf16 autocast on GPUs and CPUs that compute in bf16 (see `autocast_dtype`), fp32 elsewhere."""
 
 from __future__ import annotations
 
@@ -69,15 +69,26 @@ def cpu_has_amx() -> bool:
         return False
 
 
+def gpu_has_bf16(device: torch.device) -> bool:
+    """Ampere (compute capability 8.0) and later compute in bf16. An older GPU (the T4 of free
+    notebooks, a V100) does not: torch once refused bf16 autocast there ("Current CUDA Device
+    does not support bfloat16") and now emulates it, slowly, so auto keeps fp32."""
+    try:
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    except (AssertionError, RuntimeError):  # no usable CUDA: nothing to decide
+        return False
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The autocast dtype of a training step on `device` (None: fp32). LSTMs train as well in
-    bf16 autocast (weights, gradients and AdamW stay fp32): on CUDA always, on a CPU with AMX
-    (or when --precision bf16 asks), never on MPS."""
+    bf16 autocast (weights, gradients and AdamW stay fp32): on GPUs and CPUs that compute in
+    bf16 (gpu_has_bf16, cpu_has_amx) or when --precision bf16 asks; never on MPS."""
     if _precision == "fp32" or device.type not in ("cuda", "cpu"):
         return None
-    if device.type == "cuda" or _precision == "bf16" or cpu_has_amx():
+    if _precision == "bf16":
         return torch.bfloat16
-    return None
+    native = gpu_has_bf16(device) if device.type == "cuda" else cpu_has_amx()
+    return torch.bfloat16 if native else None
 
 
 def autocast(device: torch.device):

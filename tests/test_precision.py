@@ -27,21 +27,40 @@ def auto_precision_after():
 
 
 @pytest.mark.parametrize("amx", [False, True])
-def test_auto_is_bf16_on_cuda_and_on_a_cpu_with_amx_only(monkeypatch, amx):
+def test_auto_is_bf16_on_a_cpu_with_amx_only(monkeypatch, amx):
     monkeypatch.setattr(device_module, "cpu_has_amx", lambda: amx)
     set_precision("auto")
-    assert autocast_dtype(CUDA) is torch.bfloat16
     assert autocast_dtype(CPU) is (torch.bfloat16 if amx else None)
     assert autocast_dtype(MPS) is None
 
 
+@pytest.mark.parametrize(("capability", "dtype"), [((7, 5), None), ((7, 0), None),
+                                                   ((8, 0), torch.bfloat16),
+                                                   ((9, 0), torch.bfloat16)])
+def test_auto_is_bf16_on_ampere_and_later_gpus_only(monkeypatch, capability, dtype):
+    # A T4 (7.5) or V100 (7.0) only emulates bf16 (older torch refused it there).
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    set_precision("auto")
+    assert autocast_dtype(CUDA) is dtype
+
+
+def test_without_a_usable_gpu_there_is_no_bf16_to_pick(monkeypatch):
+    def no_driver(device=None):
+        raise RuntimeError("Found no NVIDIA driver on your system")
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", no_driver)
+    assert not device_module.gpu_has_bf16(CUDA)
+
+
 def test_a_chosen_precision_overrides_the_machine(monkeypatch):
     monkeypatch.setattr(device_module, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     set_precision("fp32")
     assert autocast_dtype(CPU) is None and autocast_dtype(CUDA) is None
     monkeypatch.setattr(device_module, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     set_precision("bf16")
-    assert autocast_dtype(CPU) is torch.bfloat16
+    assert autocast_dtype(CPU) is torch.bfloat16 and autocast_dtype(CUDA) is torch.bfloat16
     assert autocast_dtype(MPS) is None  # no bf16 autocast there
 
 

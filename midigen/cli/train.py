@@ -90,8 +90,9 @@ def train(
     time_stretch: Annotated[float | None, _opt("Add copies F faster and slower, e.g. 0.05.", _TRAIN, min=0.0)] = None,
     device: Annotated[Device, _opt("Where to train (auto: cuda > mps > cpu).", _TRAIN)] = Device.auto,
     precision: Annotated[Precision, _opt(
-        "Training steps in bf16 autocast or fp32. auto: bf16 on CUDA and on CPUs with AMX "
-        "(2-2.7x faster there), fp32 elsewhere. May change on --resume.", _TRAIN)] = Precision.auto,
+        "Training steps in bf16 autocast or fp32. auto: bf16 on GPUs from Ampere (A100, RTX 30) "
+        "on and on CPUs with AMX (2-2.7x faster there), fp32 elsewhere. May change on --resume.",
+        _TRAIN)] = Precision.auto,
     steps_per_second: Annotated[int | None, _opt("Time grid (default 100).", _TOKENS, min=1)] = None,
     velocity_bins: Annotated[int | None, _opt("Loudness levels (default 32).", _TOKENS, min=1, max=127)] = None,
     no_programs: Annotated[bool, typer.Option("--no-programs", help="One piano-like part; drops drums.", rich_help_panel=_TOKENS)] = False,
